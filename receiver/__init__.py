@@ -1,0 +1,8 @@
+"""budget-receiver: keeps AI-agent spend inside its budget."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("budget-receiver")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,159 @@
+"""Settings: RECEIVER_* from the environment, an env file, or a secrets directory.
+
+Bad settings raise ConfigError naming each bad field; the CLI turns that into
+one message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import ConfigError
+from .verify import decode_secret
+
+ENV_PREFIX = "RECEIVER_"
+PLACEHOLDERS = ("changeme", "change-me", "replace-me", "<", "xxx")
+
+
+def _split(value: Any, *, lines: bool = False) -> Any:
+    if isinstance(value, str):
+        parts = value.split() if lines else value.split(",")
+        return [p.strip() for p in parts if p.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        env_ignore_empty=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    database_url: str = "sqlite:///./data/receiver.db"
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
+    allow_unsigned: bool = False
+    replay_tolerance_seconds: int = Field(300, ge=1, le=3600)
+    admin_token: SecretStr | None = None
+    read_token: SecretStr | None = None
+    notify_urls: Annotated[list[SecretStr], NoDecode] = []
+    apprise_config: Path | None = None
+    thresholds: Annotated[list[Decimal], NoDecode] = [
+        Decimal("0.5"),
+        Decimal("0.8"),
+        Decimal("0.9"),
+    ]
+    halt_at: Decimal = Field(Decimal("1.0"), gt=0, le=10)
+    halt_url: SecretStr | None = None
+    halt_method: Literal["POST", "PUT", "PATCH", "DELETE"] = "POST"
+    halt_token: SecretStr | None = None
+    halt_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    max_body_bytes: int = Field(65536, ge=256, le=16 * 1024 * 1024)
+    spend_after_halt_quiet_seconds: float = Field(3600.0, ge=0)
+    delivery_max_attempts: int = Field(8, ge=1, le=100)
+    retry_base_seconds: float = Field(1.0, gt=0, le=3600)
+    retry_cap_seconds: float = Field(300.0, gt=0, le=86400)
+    lease_seconds: float = Field(60.0, ge=1, le=3600)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("webhook_secrets", "thresholds", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _url_list(cls, value: Any) -> Any:
+        return _split(value, lines=True)
+
+    @field_validator("halt_method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _valid_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for i, secret in enumerate(value, start=1):
+            try:
+                decode_secret(secret.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"secret {i}: {exc}") from None
+        return value
+
+    @field_validator("admin_token", "read_token", "halt_token")
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            if any(p in raw.lower() for p in PLACEHOLDERS):
+                raise ValueError("still the placeholder from the example file: set a real token")
+            if len(raw) < 16:
+                raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///PATH or postgresql://USER:PASS@HOST/DB")
+        return value
+
+    @field_validator("apprise_config")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        ts = self.thresholds
+        if any(t <= 0 or t >= self.halt_at for t in ts) or ts != sorted(set(ts)):
+            raise ValueError(
+                "RECEIVER_THRESHOLDS: increasing fractions between 0 and RECEIVER_HALT_AT "
+                f"({self.halt_at}), like 0.5,0.8,0.9"
+            )
+        if not self.webhook_secrets and not self.allow_unsigned:
+            raise ValueError(
+                "RECEIVER_WEBHOOK_SECRETS: required (comma-separated whsec_ secrets; "
+                "`budget-receiver new-secret` makes one), or RECEIVER_ALLOW_UNSIGNED=true "
+                "for local development only"
+            )
+        return self
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return None
+
+    @property
+    def secret_keys(self) -> list[bytes]:
+        return [decode_secret(s.get_secret_value()) for s in self.webhook_secrets]
+
+
+def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment and ``env_file`` (or RECEIVER_ENV_FILE)."""
+    env_file = env_file or os.environ.get(f"{ENV_PREFIX}ENV_FILE")
+    if env_file is not None and not Path(env_file).is_file():
+        raise ConfigError([f"env file: no such file: {env_file}"])
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: Any) -> str:
+    loc = [str(part) for part in err.get("loc", ()) if not isinstance(part, int)]
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if not loc:
+        return msg
+    return f"{ENV_PREFIX}{loc[0].upper()}: {msg}"
