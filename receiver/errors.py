@@ -2,11 +2,16 @@
 
     ReceiverError
     ├── ConfigError          settings that cannot start the daemon
-    ├── RequestRejected      input refused at the edge; never changes state
+    ├── RequestRejected      400: input refused at the edge; never changes state
     │   ├── SignatureError   401: missing, malformed or wrong signature, stale timestamp
+    │   ├── Unauthorized     401: missing or wrong API token
+    │   ├── Forbidden        403: a token without the right, or an API that is off
+    │   ├── NotFound         404
+    │   ├── Conflict         409: the task is not in a state that allows the action
+    │   ├── PayloadTooLarge  413
+    │   ├── UnsupportedMediaType 415
     │   └── InvalidEvent     422: well-formed JSON that is not a valid event
     │       └── CurrencyMismatch
-    ├── Conflict             409: the task is not in a state that allows the action
     └── StoreUnavailable     503: the database cannot be reached or written
 
 Third-party errors are translated into these at the boundary (``raise ... from exc``).
@@ -61,3 +66,28 @@ class Conflict(RequestRejected):
 
 class StoreUnavailable(ReceiverError):
     """The store could not be reached or could not commit."""
+
+
+class PayloadTooLarge(RequestRejected):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestRejected):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unauthorized(RequestRejected):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(RequestRejected):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(RequestRejected):
+    status = 404
+    code = "not_found"

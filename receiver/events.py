@@ -14,6 +14,7 @@ from .money import parse_currency, parse_money
 ALIASES = {"task_budget_reached": EventType.REACHED}
 _PUBLIC_TYPES = {t.value: t for t in EventType if t not in INTERNAL_TYPES} | ALIASES
 _MAX_TEXT = 256
+_MAX_UNIX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def load_json(body: bytes) -> Any:
@@ -112,7 +113,12 @@ def _timestamp(value: object, fallback: float) -> float:
     if value is None:
         return fallback
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
-        return float(value)
+        # Bounded first: float() of a 400-digit int raises OverflowError (a 500), and of
+        # Decimal("1e400") gives inf.
+        finite = isinstance(value, int) or value.is_finite()
+        if finite and 0 <= value <= _MAX_UNIX_SECONDS:
+            return float(value)
+        raise InvalidEvent("timestamp: unix seconds between 1970 and 9999")
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -18,7 +18,9 @@ def parse_money(value: object, field: str) -> Decimal:
     try:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:
-        raise InvalidEvent(f"{field}: {value!r} is not a decimal number", code="invalid_money")
+        raise InvalidEvent(
+            f"{field}: {value!r} is not a decimal number", code="invalid_money"
+        ) from None
     if not amount.is_finite():
         raise InvalidEvent(f"{field}: must be finite", code="invalid_money")
     if amount < 0:

@@ -18,7 +18,13 @@ from .errors import ConfigError
 from .verify import decode_secret
 
 ENV_PREFIX = "RECEIVER_"
-PLACEHOLDERS = ("changeme", "change-me", "replace-me", "<", "xxx")
+PLACEHOLDERS = ("changeme", "change-me", "replace-me", "replace_me")
+
+
+def is_placeholder(raw: str) -> bool:
+    """A value copied from the example file, or a <fill me in> marker."""
+    lowered = raw.strip().lower()
+    return any(p in lowered for p in PLACEHOLDERS) or lowered[:1] == "<" or len(set(lowered)) == 1
 
 
 def _split(value: Any, *, lines: bool = False) -> Any:
@@ -37,7 +43,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    database_url: str = "sqlite:///./data/receiver.db"
+    # repr=False: a postgresql:// URL carries the database password.
+    database_url: str = Field("sqlite:///./data/receiver.db", repr=False)
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = []
     allow_unsigned: bool = False
     replay_tolerance_seconds: int = Field(300, ge=1, le=3600)
@@ -82,6 +89,10 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
         for i, secret in enumerate(value, start=1):
+            if is_placeholder(secret.get_secret_value()):
+                raise ValueError(
+                    f"secret {i} is still the placeholder: `budget-receiver new-secret` makes one"
+                )
             try:
                 decode_secret(secret.get_secret_value())
             except ValueError as exc:
@@ -93,7 +104,7 @@ class Settings(BaseSettings):
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             raw = value.get_secret_value()
-            if any(p in raw.lower() for p in PLACEHOLDERS):
+            if is_placeholder(raw):
                 raise ValueError("still the placeholder from the example file: set a real token")
             if len(raw) < 16:
                 raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 24`)")
@@ -115,18 +126,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        problems = []  # both checked, so one message names every bad field
         ts = self.thresholds
         if any(t <= 0 or t >= self.halt_at for t in ts) or ts != sorted(set(ts)):
-            raise ValueError(
+            problems.append(
                 "RECEIVER_THRESHOLDS: increasing fractions between 0 and RECEIVER_HALT_AT "
                 f"({self.halt_at}), like 0.5,0.8,0.9"
             )
         if not self.webhook_secrets and not self.allow_unsigned:
-            raise ValueError(
+            problems.append(
                 "RECEIVER_WEBHOOK_SECRETS: required (comma-separated whsec_ secrets; "
                 "`budget-receiver new-secret` makes one), or RECEIVER_ALLOW_UNSIGNED=true "
                 "for local development only"
             )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -148,7 +162,7 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
     try:
         return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+        raise ConfigError([p for err in exc.errors() for p in _describe(err).split("\n")]) from None
 
 
 def _describe(err: Any) -> str:

@@ -1,7 +1,7 @@
 """The per-task state machine: pure functions over plain data, time passed in.
 
-    active -> warning -> halting -> halted        (any) -> completed
-                                    halted/halting -- resume (a person) --> active|warning
+active -> warning -> halting -> halted        (any) -> completed
+                                halted/halting -- resume (a person) --> active|warning
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def transition(task: Task | None, event: BudgetEvent, policy: Policy, now: float
 
     used = task.used_fraction
     reached = event.type is EventType.REACHED or (used is not None and used >= policy.halt_at)
+    # A budget of 0 has no used fraction, yet any spend at all is over it.
+    reached = reached or (task.budget == 0 and task.spent > 0)
     if event.type is EventType.THRESHOLD and event.threshold is not None:
         reached = reached or event.threshold >= policy.halt_at
     crossed = _crossed_thresholds(task, event, policy, used)
@@ -187,9 +189,10 @@ def _halt_reason(event: BudgetEvent) -> str:
 def _resume(task: Task, event: BudgetEvent, policy: Policy, now: float) -> Transition:
     if task.state not in STOPPED:
         raise Conflict(f"task {task.task_id!r} is {task.state}, not halted", code="not_halted")
-    if event.budget is None or event.budget <= task.spent:
+    if event.budget is None or event.budget * policy.halt_at <= task.spent:
         raise InvalidEvent(
-            f"the new budget must be above the spend so far ({task.spent})",
+            f"the new budget must leave room: spent {task.spent} must stay below "
+            f"{policy.halt_at} x budget",
             code="budget_not_above_spent",
         )
     resumed = dataclasses.replace(task, budget=event.budget)

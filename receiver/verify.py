@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from .errors import SignatureError
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the scheme prefix, not a secret
 DEFAULT_TOLERANCE_SECONDS = 300
 
 

@@ -67,9 +67,13 @@ class Store(Protocol):
         self, *, state: TaskState | None, after: str | None, limit: int
     ) -> list[Task]: ...
 
-    async def list_events(self, task_id: str, *, after: int | None, limit: int) -> list[EventRecord]: ...
+    async def list_events(
+        self, task_id: str, *, after: int | None, limit: int
+    ) -> list[EventRecord]: ...
 
-    async def claim(self, *, now: float, lease_seconds: float, limit: int, owner: str) -> list[Delivery]:
+    async def claim(
+        self, *, now: float, lease_seconds: float, limit: int, owner: str
+    ) -> list[Delivery]:
         """Lease up to ``limit`` due pending rows to ``owner``."""
 
     async def settle(

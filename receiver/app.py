@@ -1,0 +1,162 @@
+"""The only module that wires things: settings -> store, channels, dispatcher, routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as HttpRoute
+
+from . import __version__
+from .api import TaskApi
+from .auth import Tokens
+from .channels import build_channels, close_channels, routes
+from .dispatch import Dispatcher
+from .errors import RequestRejected, StoreUnavailable
+from .halt import HaltCaller
+from .ingest import Ingest
+from .logs import redact_url
+from .settings import Settings
+from .state import Policy
+from .store import open_store
+
+log = logging.getLogger("receiver")
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(
+        thresholds=tuple(settings.thresholds),
+        halt_at=settings.halt_at,
+        halt_calls_out=settings.halt_url is not None,
+        spend_after_halt_quiet_seconds=settings.spend_after_halt_quiet_seconds,
+    )
+
+
+def error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+async def _rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestRejected)
+    return error(exc.status, exc.code, exc.detail)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    log.error("storage unavailable: %s", exc)
+    return error(503, "storage_unavailable", "the store cannot take this now; retry later")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error(exc.status_code, code, str(exc.detail))
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """Build the app; raises ConfigError for settings found bad only here (channel URLs)."""
+    channels = build_channels(settings)
+    store = open_store(settings)
+    policy = policy_of(settings)
+    channel_routes = routes(channels)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.halt_timeout_seconds))
+    halt = None if settings.halt_url is None else HaltCaller(settings, http)
+    dispatcher = Dispatcher(
+        store=store,
+        channels=channels,
+        halt=halt,
+        policy=policy,
+        routes=channel_routes,
+        max_attempts=settings.delivery_max_attempts,
+        retry_base=settings.retry_base_seconds,
+        retry_cap=settings.retry_cap_seconds,
+        lease_seconds=settings.lease_seconds,
+        clock=clock,
+    )
+    ingest = Ingest(
+        store=store,
+        policy=policy,
+        routes=channel_routes,
+        keys=settings.secret_keys,
+        allow_unsigned=settings.allow_unsigned,
+        tolerance=settings.replay_tolerance_seconds,
+        max_body_bytes=settings.max_body_bytes,
+        clock=clock,
+        committed=dispatcher.wake,
+    )
+    api = TaskApi(
+        store=store,
+        tokens=Tokens(settings.admin_token, settings.read_token),
+        policy=policy,
+        routes=channel_routes,
+        clock=clock,
+        committed=dispatcher.wake,
+    )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await store.ping()
+        except StoreUnavailable as exc:
+            return error(503, "storage_unavailable", str(exc))
+        if not dispatcher.running:
+            return error(503, "dispatcher_stopped", "the outbox dispatcher is not running")
+        return JSONResponse({"status": "ready"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        _log_start(settings, store.description, [c.redacted for c in channels])
+        dispatcher.start()
+        try:
+            yield
+        finally:
+            await dispatcher.stop()
+            await http.aclose()
+            close_channels(channels)
+            await store.close()
+            log.info("stopped")
+
+    webhook = HttpRoute("/webhooks/budget", ingest.handle, methods=["POST"])
+    alias = HttpRoute("/webhooks/budget-tracking", ingest.handle, methods=["POST"])
+    return Starlette(
+        routes=[
+            webhook,
+            alias,
+            *api.routes_(),
+            HttpRoute("/healthz", healthz, methods=["GET"]),
+            HttpRoute("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={
+            RequestRejected: _rejected,
+            StoreUnavailable: _unavailable,
+            HTTPException: _http_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+def _log_start(settings: Settings, store: str, channels: list[str]) -> None:
+    log.info(
+        "budget-receiver %s listening on http://%s:%d", __version__, settings.host, settings.port
+    )
+    log.info("store: %s", store)
+    log.info("alert channels: %s", ", ".join(channels))
+    if settings.halt_url is None:
+        log.info("halting: local only (no RECEIVER_HALT_URL): the gate answers 'not allowed'")
+    else:
+        url = redact_url(settings.halt_url.get_secret_value())
+        log.info("halting: calls out with %s %s", settings.halt_method, url)
+    if settings.allow_unsigned:
+        log.warning(
+            "RECEIVER_ALLOW_UNSIGNED=true: UNSIGNED WEBHOOKS ARE ACCEPTED. "
+            "Anyone who can reach this port can move budgets. Development only."
+        )

@@ -1,0 +1,344 @@
+"""Command line: serve, check-config, send-event, tasks, notify-test, new-secret."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from . import __version__
+from .errors import ConfigError
+from .settings import Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _fail_config(exc: ConfigError) -> int:
+    print("budget-receiver: the settings cannot start the daemon:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    print("See config/receiver.env.example for every setting.", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _base_url(settings: Settings | None, url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    if settings is None:
+        return "http://127.0.0.1:8080"
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    return f"http://{host}:{settings.port}"
+
+
+# -- serve / check-config -------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .logs import setup_logging
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    try:
+        settings = load_settings(args.env_file, **overrides)
+        setup_logging(settings.log_level)
+        app = create_app(settings)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=15,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .channels import build_channels
+    from .logs import redact_url
+
+    try:
+        settings = load_settings(args.env_file)
+        channels = build_channels(settings)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    print("settings are valid")
+    print(f"  listen:     http://{settings.host}:{settings.port}")
+    print(f"  database:   {redact_url(settings.database_url)}")
+    print(f"  secrets:    {len(settings.webhook_secrets)} webhook secret(s)")
+    print(f"  channels:   {', '.join(c.redacted for c in channels)}")
+    halt = settings.halt_url
+    print(
+        "  halting:    " + ("local only" if halt is None else redact_url(halt.get_secret_value()))
+    )
+    thresholds = ", ".join(str(t) for t in settings.thresholds)
+    print(f"  thresholds: {thresholds}; halt at {settings.halt_at}")
+    return 0
+
+
+def cmd_new_secret(args: argparse.Namespace) -> int:
+    print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+    return 0
+
+
+# -- HTTP clients of the daemon --------------------------------------------------------
+
+
+def _settings_or_none(env_file: str | None) -> Settings | None:
+    try:
+        return load_settings(env_file)
+    except ConfigError:
+        if env_file:
+            raise
+        return None
+
+
+def _print_response(response: Any) -> int:
+    try:
+        body = json.dumps(response.json(), indent=2)
+    except ValueError:
+        body = response.text
+    print(f"HTTP {response.status_code}")
+    print(body)
+    return 0 if response.is_success else 1
+
+
+def cmd_send_event(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .verify import sign
+
+    try:
+        settings = _settings_or_none(args.env_file)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    secret = args.secret or os.environ.get("RECEIVER_WEBHOOK_SECRET")
+    if secret is None and settings is not None and settings.webhook_secrets:
+        secret = settings.webhook_secrets[0].get_secret_value()
+    data: dict[str, Any] = json.loads(args.data) if args.data else {}
+    data["task_id"] = args.task_id
+    for name in ("task_name", "agent_id", "budget", "spent", "amount", "currency", "threshold"):
+        value = getattr(args, name)
+        if value is not None:
+            data[name] = value
+    body = json.dumps({"type": args.type, "timestamp": _now_iso(), "data": data}).encode()
+    headers = {"content-type": "application/json"}
+    if secret:
+        try:
+            headers |= sign(secret, args.id or f"msg_{uuid.uuid4().hex}", int(time.time()), body)
+        except ValueError as exc:
+            print(f"budget-receiver: bad secret: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    url = _base_url(settings, args.url) + "/webhooks/budget"
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        print(
+            f"budget-receiver: cannot reach {url}: {exc}. Is the daemon running?", file=sys.stderr
+        )
+        return 1
+    return _print_response(response)
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        settings = _settings_or_none(args.env_file)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    token = args.token or os.environ.get("RECEIVER_TOKEN")
+    if token is None and settings is not None:
+        chosen = settings.admin_token or settings.read_token
+        token = None if chosen is None else chosen.get_secret_value()
+    if not token:
+        print(
+            "budget-receiver: give --token, RECEIVER_TOKEN, "
+            "or an --env-file with RECEIVER_ADMIN_TOKEN",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    base = _base_url(settings, args.url)
+    headers = {"authorization": f"Bearer {token}"}
+    task_path = "/v1/tasks/" + quote(getattr(args, "task_id", ""), safe="")
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            if args.action == "list":
+                params = {"limit": str(args.limit)} | ({"state": args.state} if args.state else {})
+                response = client.get("/v1/tasks", params=params)
+            elif args.action == "show":
+                response = client.get(task_path)
+            else:
+                doc = {"budget": args.budget, "reason": args.reason, "actor": args.actor}
+                response = client.post(task_path + "/resume", json=doc)
+    except httpx.HTTPError as exc:
+        print(
+            f"budget-receiver: cannot reach {base}: {exc}. Is the daemon running?", file=sys.stderr
+        )
+        return 1
+    return _print_response(response)
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .alerts import render
+    from .channels import build_channels, close_channels, send
+    from .logs import setup_logging
+    from .model import AlertKind, Severity
+
+    try:
+        settings = load_settings(args.env_file)
+        setup_logging(settings.log_level)
+        channels = build_channels(settings)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    payload = {
+        "alert": AlertKind.TEST.value,
+        "severity": Severity.INFO.value,
+        "threshold": None,
+        "event_id": "notify-test",
+        "event_type": "notify-test",
+        "actor": None,
+        "reason": None,
+        "at": time.time(),
+        "task": {
+            "task_id": "notify-test",
+            "task_name": "budget-receiver test alert",
+            "agent_id": None,
+            "source": "cli",
+            "state": "active",
+            "spent": "0",
+            "budget": None,
+            "currency": None,
+            "used_fraction": None,
+        },
+    }
+
+    async def run() -> list[tuple[str, bool, str | None]]:
+        results = await asyncio.gather(*(send(c, render(payload)) for c in channels))
+        return [(c.redacted, r.ok, r.error) for c, r in zip(channels, results, strict=True)]
+
+    try:
+        outcome = asyncio.run(run())
+    finally:
+        close_channels(channels)
+    for redacted, ok, err in outcome:
+        print(f"{'ok    ' if ok else 'FAILED'} {redacted}" + ("" if ok else f": {err}"))
+    return 0 if all(ok for _, ok, _ in outcome) else 1
+
+
+# -- the parser ----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="budget-receiver",
+        description="Receives signed budget webhooks, alerts people and halts tasks "
+        "at their limit.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def env_file(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--env-file", help="settings file (RECEIVER_* lines); or RECEIVER_ENV_FILE")
+
+    serve = sub.add_parser("serve", help="run the daemon")
+    env_file(serve)
+    serve.add_argument("--host", help="override RECEIVER_HOST")
+    serve.add_argument("--port", type=int, help="override RECEIVER_PORT")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate the settings and show them, redacted")
+    env_file(check)
+    check.set_defaults(func=cmd_check_config)
+
+    new = sub.add_parser("new-secret", help="print a fresh whsec_ webhook secret")
+    new.set_defaults(func=cmd_new_secret)
+
+    send = sub.add_parser(
+        "send-event",
+        help="sign and send one event to the daemon",
+        description="Sign one canonical event with the first RECEIVER_WEBHOOK_SECRETS entry "
+        "(or --secret) and POST it to /webhooks/budget.",
+    )
+    env_file(send)
+    send.add_argument(
+        "type",
+        help="task.created, task.spend, task.budget_threshold, "
+        "task.budget_reached or task.completed",
+    )
+    send.add_argument("task_id")
+    send.add_argument("--budget")
+    send.add_argument("--spent", help="cumulative spend so far")
+    send.add_argument("--amount", help="spend since the last event")
+    send.add_argument("--currency", help="ISO 4217 code, e.g. USD")
+    send.add_argument("--threshold", help="fraction of budget, for task.budget_threshold")
+    send.add_argument("--task-name")
+    send.add_argument("--agent-id")
+    send.add_argument("--data", help="extra data fields as a JSON object")
+    send.add_argument("--id", help="webhook-id (default: a new one); resend one to see dedupe")
+    send.add_argument("--secret", help="whsec_ secret (default: from the settings)")
+    send.add_argument("--url", help="daemon base URL (default: from the settings)")
+    send.set_defaults(func=cmd_send_event)
+
+    tasks = sub.add_parser("tasks", help="list, show or resume tasks over the API")
+    tasks_sub = tasks.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def client_opts(p: argparse.ArgumentParser) -> None:
+        env_file(p)
+        p.add_argument("--url", help="daemon base URL (default: from the settings)")
+        p.add_argument("--token", help="API token (default: RECEIVER_TOKEN or from the settings)")
+
+    t_list = tasks_sub.add_parser("list", help="list tasks")
+    client_opts(t_list)
+    t_list.add_argument("--state", choices=["active", "warning", "halting", "halted", "completed"])
+    t_list.add_argument("--limit", type=int, default=100)
+    t_show = tasks_sub.add_parser("show", help="show one task")
+    client_opts(t_show)
+    t_show.add_argument("task_id")
+    t_resume = tasks_sub.add_parser("resume", help="resume a halted task with a new budget")
+    client_opts(t_resume)
+    t_resume.add_argument("task_id")
+    t_resume.add_argument("--budget", required=True, help="new budget, above the spend so far")
+    t_resume.add_argument("--reason", required=True, help="why it may go on (audit trail)")
+    t_resume.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who resumes it")
+    tasks.set_defaults(func=cmd_tasks)
+
+    notify = sub.add_parser("notify-test", help="send one test alert to every channel")
+    env_file(notify)
+    notify.set_defaults(func=cmd_notify_test)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

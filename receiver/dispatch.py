@@ -1,0 +1,249 @@
+"""The outbox dispatcher: claim due rows, deliver each on its own, record the result.
+
+Wakes at once when ingest commits new rows, and on a timer for retries, for rows
+another replica wrote, and for leases that ran out. Every row is delivered by its
+own asyncio task: a slow or failing channel never delays another channel, and
+nothing ever delays a halt call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+
+from .alerts import render
+from .backoff import next_attempt
+from .channels import Channel, send
+from .halt import HaltCaller, HaltOutcome
+from .model import BudgetEvent, EventType
+from .outbox import HALT_CHANNEL, Route, decider
+from .state import Policy
+from .store import Delivery, DeliveryStatus, Store
+from .store.base import FollowUp
+
+log = logging.getLogger("receiver.dispatch")
+CLAIM_BATCH = 64
+IDLE_POLL_SECONDS = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        channels: Sequence[Channel],
+        halt: HaltCaller | None,
+        policy: Policy,
+        routes: Sequence[Route],
+        max_attempts: int,
+        retry_base: float,
+        retry_cap: float,
+        lease_seconds: float,
+        clock: Callable[[], float],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.channels = {c.id: c for c in channels}
+        self.halt = halt
+        self.policy = policy
+        self.routes = list(routes)
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        self.rand = rand
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop claiming, let deliveries under way finish, give back the rest."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._in_flight:
+            _, pending = await asyncio.wait(self._in_flight.values(), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.store.release(self.owner)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._claim_and_start()
+                timeout = await self._idle_timeout()
+            except Exception:
+                log.exception("dispatcher: cannot read the outbox; trying again shortly")
+                timeout = IDLE_POLL_SECONDS
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _claim_and_start(self) -> None:
+        while not self._stopping:
+            rows = await self.store.claim(
+                now=self.clock(),
+                lease_seconds=self.lease_seconds,
+                limit=CLAIM_BATCH,
+                owner=self.owner,
+            )
+            fresh = [r for r in rows if r.id not in self._in_flight]
+            for row in fresh:
+                task = asyncio.create_task(self._deliver(row), name=f"delivery-{row.id}")
+                self._in_flight[row.id] = task
+                task.add_done_callback(self._forget)
+            if len(rows) < CLAIM_BATCH or not fresh:
+                return
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for rid, running in list(self._in_flight.items()):
+            if running is task:
+                del self._in_flight[rid]
+
+    async def _idle_timeout(self) -> float:
+        due = await self.store.next_due()
+        if due is None:
+            return IDLE_POLL_SECONDS
+        return min(max(due - self.clock(), 0.0), IDLE_POLL_SECONDS)
+
+    async def _deliver(self, row: Delivery) -> None:
+        try:
+            if row.kind == "halt":
+                await self._deliver_halt(row)
+            else:
+                await self._deliver_alert(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease runs out and the row is tried again; never lose it.
+            log.exception("delivery %s (%s) failed unexpectedly", row.id, row.channel)
+
+    async def _deliver_alert(self, row: Delivery) -> None:
+        channel = self.channels.get(row.channel)
+        if channel is None:
+            await self._settle(row, DeliveryStatus.DEAD, "channel no longer configured")
+            return
+        result = await send(channel, render(row.payload))
+        if result.ok:
+            await self._settle(row, DeliveryStatus.DELIVERED)
+            log.info("alert %s for task %s delivered to %s", row.id, row.task_id, channel.redacted)
+            return
+        error = result.error or "failed"
+        if row.attempts + 1 >= self.max_attempts:
+            log.error(
+                "alert %s for task %s to %s is dead after %d attempts: %s",
+                row.id,
+                row.task_id,
+                channel.redacted,
+                row.attempts + 1,
+                error,
+            )
+            await self._settle(row, DeliveryStatus.DEAD, error)
+        else:
+            await self._retry(row, error, None)
+
+    async def _deliver_halt(self, row: Delivery) -> None:
+        if self.halt is None:
+            # Owed before RECEIVER_HALT_URL was removed: the task is halted locally.
+            await self._settle(
+                row,
+                DeliveryStatus.DELIVERED,
+                follow_up=self._follow_up(row, EventType.HALT_CONFIRMED),
+            )
+            return
+        result = await self.halt.call(row.payload, row.idempotency_key)
+        if result.outcome in (HaltOutcome.DONE, HaltOutcome.GONE):
+            log.warning("task %s halted by the platform (HTTP %s)", row.task_id, result.status)
+            await self._settle(
+                row,
+                DeliveryStatus.DELIVERED,
+                follow_up=self._follow_up(row, EventType.HALT_CONFIRMED),
+            )
+            return
+        error = result.error or f"HTTP {result.status}"
+        last = row.attempts + 1 >= self.max_attempts
+        if result.outcome is HaltOutcome.RETRY and not last:
+            await self._retry(row, error, result.retry_after)
+            return
+        log.error("halt call for task %s failed for good: %s; halt it by hand", row.task_id, error)
+        await self._settle(
+            row, DeliveryStatus.DEAD, error, follow_up=self._follow_up(row, EventType.HALT_FAILED)
+        )
+
+    async def _retry(self, row: Delivery, error: str, retry_after: float | None) -> None:
+        now = self.clock()
+        at = next_attempt(
+            row.attempts + 1,
+            now=now,
+            base=self.retry_base,
+            cap=self.retry_cap,
+            rand=self.rand(),
+            retry_after=retry_after,
+        )
+        log.warning(
+            "delivery %s to %s failed (attempt %d): %s; next try in %.1f s",
+            row.id,
+            row.channel,
+            row.attempts + 1,
+            error,
+            at - now,
+        )
+        await self._settle(row, DeliveryStatus.PENDING, error, next_at=at)
+
+    def _follow_up(self, row: Delivery, kind: EventType) -> FollowUp:
+        now = self.clock()
+        event = BudgetEvent(
+            event_id=f"{kind.value}:{row.id}",
+            source="receiver",
+            type=kind,
+            task_id=row.task_id,
+            occurred_at=now,
+            payload={"type": kind.value, "delivery_id": row.id, "channel": HALT_CHANNEL},
+        )
+        return FollowUp(event, decider(event, self.policy, self.routes, now))
+
+    async def _settle(
+        self,
+        row: Delivery,
+        status: DeliveryStatus,
+        error: str | None = None,
+        *,
+        next_at: float | None = None,
+        follow_up: FollowUp | None = None,
+    ) -> None:
+        kept = await self.store.settle(
+            row.id,
+            owner=self.owner,
+            status=status,
+            now=self.clock(),
+            next_at=next_at,
+            error=error,
+            follow_up=follow_up,
+        )
+        if not kept:
+            log.warning("delivery %s: lease lost before its result was recorded", row.id)
+        if follow_up is not None:
+            self.wake()

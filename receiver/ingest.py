@@ -1,0 +1,102 @@
+"""The HTTP edge for webhooks: limits -> verify -> parse -> one durable commit -> 2xx."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from .errors import PayloadTooLarge, SignatureError, UnsupportedMediaType
+from .events import load_json, parse_event
+from .model import Outcome
+from .outbox import Route, decider
+from .state import Policy
+from .store import Store
+from .verify import verify
+
+log = logging.getLogger("receiver.ingest")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def require_json(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType("send the event as Content-Type: application/json")
+
+
+class Ingest:
+    """The canonical (``budget``) webhook route."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        policy: Policy,
+        routes: Sequence[Route],
+        keys: Sequence[bytes],
+        allow_unsigned: bool,
+        tolerance: int,
+        max_body_bytes: int,
+        clock: Callable[[], float],
+        committed: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.routes = list(routes)
+        self.keys = list(keys)
+        self.allow_unsigned = allow_unsigned
+        self.tolerance = tolerance
+        self.max_body_bytes = max_body_bytes
+        self.clock = clock
+        self.committed = committed
+
+    def event_id(self, body: bytes, request: Request, now: float) -> str:
+        signed = "webhook-signature" in request.headers
+        if self.keys and (signed or not self.allow_unsigned):
+            return verify(body, request.headers, self.keys, now, self.tolerance)
+        if not self.allow_unsigned:
+            raise SignatureError("no webhook secret is configured")
+        return request.headers.get("webhook-id") or "sha256:" + hashlib.sha256(body).hexdigest()
+
+    async def handle(self, request: Request) -> JSONResponse:
+        require_json(request)
+        body = await read_body(request, self.max_body_bytes)
+        now = self.clock()
+        event_id = self.event_id(body, request, now)
+        event = parse_event(load_json(body), event_id=event_id, source="budget", fallback_time=now)
+        if event is None:
+            log.info("event %s ignored: unknown type", event_id)
+            return JSONResponse({"status": Outcome.IGNORED.value, "event_id": event_id})
+        applied = await self.store.apply(event, decider(event, self.policy, self.routes, now), now)
+        if applied.outcome is Outcome.DUPLICATE:
+            log.info("event %s task %s duplicate", event_id, event.task_id)
+            return JSONResponse({"status": applied.outcome.value, "event_id": event_id})
+        self.committed()
+        state = applied.task.state.value if applied.task else None
+        log.info("event %s task %s %s -> %s", event_id, event.task_id, event.type.value, state)
+        return JSONResponse(
+            {
+                "status": applied.outcome.value,
+                "event_id": event_id,
+                "task_id": event.task_id,
+                "state": state,
+            },
+            status_code=202,
+        )

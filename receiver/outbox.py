@@ -1,0 +1,84 @@
+"""What an event owes, as outbox rows: one per (alert, channel), one per halt. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .model import Alert, BudgetEvent, Decision, Halt, OutboxItem, Severity, Task
+from .money import fmt
+from .state import Policy, transition
+from .store.base import Decide
+from .views import task_view
+
+HALT_CHANNEL = "halt"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A channel id and the severities it takes."""
+
+    channel: str
+    severities: frozenset[Severity]
+
+
+def rows_for(
+    task: Task,
+    effects: Sequence[Alert | Halt],
+    event: BudgetEvent,
+    routes: Sequence[Route],
+    now: float,
+) -> tuple[OutboxItem, ...]:
+    items: list[OutboxItem] = []
+    for n, effect in enumerate(effects):
+        if isinstance(effect, Halt):
+            items.append(
+                OutboxItem(
+                    kind="halt",
+                    channel=HALT_CHANNEL,
+                    task_id=task.task_id,
+                    payload={
+                        "task_id": task.task_id,
+                        "reason": effect.reason,
+                        "spent": fmt(task.spent),
+                        "budget": fmt(task.budget),
+                        "currency": task.currency,
+                    },
+                    # The platform sees the same key on every retry of this halt.
+                    idempotency_key=f"halt:{task.task_id}:{event.event_id}",
+                )
+            )
+            continue
+        payload = {
+            "alert": effect.kind.value,
+            "severity": effect.severity.value,
+            "threshold": fmt(effect.threshold),
+            "event_id": event.event_id,
+            "event_type": event.type.value,
+            "actor": event.actor,
+            "reason": event.reason,
+            "at": now,
+            "task": task_view(task),
+        }
+        for route in routes:
+            if effect.severity in route.severities:
+                items.append(
+                    OutboxItem(
+                        kind="alert",
+                        channel=route.channel,
+                        task_id=task.task_id,
+                        payload=payload,
+                        idempotency_key=f"alert:{event.event_id}:{n}:{route.channel}",
+                    )
+                )
+    return tuple(items)
+
+
+def decider(event: BudgetEvent, policy: Policy, routes: Sequence[Route], now: float) -> Decide:
+    """The pure decision the store runs inside its transaction for ``event``."""
+
+    def decide(task: Task | None) -> Decision:
+        result = transition(task, event, policy, now)
+        return Decision(result.task, rows_for(result.task, result.effects, event, routes, now))
+
+    return decide

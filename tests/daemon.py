@@ -1,0 +1,140 @@
+"""Start the real daemon (`budget-receiver serve`) in a subprocess, and talk to it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from receiver.verify import sign
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a test-only key
+ADMIN_TOKEN = "test-admin-token-0123456789"
+READ_TOKEN = "test-read-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_env(path: Path, settings: Mapping[str, str]) -> Path:
+    path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    return path
+
+
+class Daemon:
+    """One `budget-receiver serve` process with its own env file and port."""
+
+    def __init__(self, workdir: Path, settings: Mapping[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.settings = {
+            "RECEIVER_HOST": "127.0.0.1",
+            "RECEIVER_PORT": str(self.port),
+            "RECEIVER_DATABASE_URL": f"sqlite:///{workdir / 'receiver.db'}",
+            "RECEIVER_WEBHOOK_SECRETS": SECRET,
+            "RECEIVER_ADMIN_TOKEN": ADMIN_TOKEN,
+            "RECEIVER_READ_TOKEN": READ_TOKEN,
+            **(settings or {}),
+        }
+        self.env_file = write_env(workdir / f"receiver-{self.port}.env", self.settings)
+        self.log_path = workdir / f"daemon-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Daemon:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "receiver", "serve", "--env-file", str(self.env_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait: the graceful path."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    # -- talking to it -----------------------------------------------------------------
+
+    def post_event(
+        self,
+        doc: Any,
+        *,
+        msg_id: str | None = None,
+        secret: str = SECRET,
+        timestamp: int | None = None,
+        path: str = "/webhooks/budget",
+        client: httpx.Client | None = None,
+    ) -> httpx.Response:
+        body = json.dumps(doc).encode() if not isinstance(doc, bytes) else doc
+        headers = sign(
+            secret, msg_id or f"msg_{uuid.uuid4().hex}", timestamp or int(time.time()), body
+        )
+        headers["content-type"] = "application/json"
+        return (client or httpx).post(self.url + path, content=body, headers=headers, timeout=30)  # type: ignore[attr-defined]
+
+    def api(self, method: str, path: str, token: str = ADMIN_TOKEN, **kw: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"}
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.api("GET", f"/v1/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@contextlib.contextmanager
+def running(workdir: Path, settings: Mapping[str, str] | None = None) -> Iterator[Daemon]:
+    daemon = Daemon(workdir, settings).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def event(type_: str, task_id: str, **data: Any) -> dict[str, Any]:
+    return {"type": type_, "data": {"task_id": task_id, **data}}
