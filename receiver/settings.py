@@ -7,6 +7,7 @@ one message and exit code 2.
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -69,8 +70,22 @@ class Settings(BaseSettings):
     retry_cap_seconds: float = Field(300.0, gt=0, le=86400)
     lease_seconds: float = Field(60.0, ge=1, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: human-readable on a terminal, JSON lines otherwise (a container's log pipeline).
+    log_format: Literal["auto", "json", "text"] = "auto"
+    metrics_token: SecretStr | None = None
+    database_pool_size: int = Field(10, ge=1, le=200)
 
-    @field_validator("webhook_secrets", "thresholds", mode="before")
+    # Other sources; each is off until its settings are given.
+    litellm_token: SecretStr | None = None
+    litellm_entity: Literal["key", "user", "team", "customer"] = "key"
+    sns_topic_arns: Annotated[list[str], NoDecode] = []
+    sns_cert_host_pattern: str = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+    gcp_audience: str | None = None
+    gcp_service_account: str | None = None
+    gcp_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    gcp_token: SecretStr | None = None
+
+    @field_validator("webhook_secrets", "thresholds", "sns_topic_arns", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return _split(value)
@@ -99,7 +114,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"secret {i}: {exc}") from None
         return value
 
-    @field_validator("admin_token", "read_token", "halt_token")
+    @field_validator(
+        "admin_token", "read_token", "halt_token", "metrics_token", "litellm_token", "gcp_token"
+    )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
@@ -115,6 +132,15 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("use sqlite:///PATH or postgresql://USER:PASS@HOST/DB")
+        return value
+
+    @field_validator("sns_cert_host_pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
     @field_validator("apprise_config")
@@ -159,8 +185,11 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
     env_file = env_file or os.environ.get(f"{ENV_PREFIX}ENV_FILE")
     if env_file is not None and not Path(env_file).is_file():
         raise ConfigError([f"env file: no such file: {env_file}"])
+    secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR")
+    if secrets_dir is not None and not Path(secrets_dir).is_dir():
+        raise ConfigError([f"{ENV_PREFIX}SECRETS_DIR: no such directory: {secrets_dir}"])
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, _secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise ConfigError([p for err in exc.errors() for p in _describe(err).split("\n")]) from None
 

@@ -15,7 +15,7 @@ def open_store(settings: Settings) -> Store:
         return SQLiteStore(path)
     from .postgres import PostgresStore
 
-    return PostgresStore(settings.database_url)
+    return PostgresStore(settings.database_url, max_size=settings.database_pool_size)
 
 
 __all__ = ["Decide", "Delivery", "DeliveryStatus", "Store", "open_store"]
