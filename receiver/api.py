@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -17,9 +16,9 @@ from .errors import Conflict, InvalidEvent, NotFound, RequestRejected
 from .events import load_json
 from .model import BudgetEvent, EventType, Task, TaskState
 from .money import parse_money
-from .outbox import Route, decider
-from .state import GateReason, Policy, gate
-from .store import DeliveryStatus, Store
+from .record import Recorder
+from .state import GateReason, gate
+from .store import DeliveryStatus
 from .views import delivery_view, event_view, task_view
 
 log = logging.getLogger("receiver.api")
@@ -71,19 +70,13 @@ class TaskApi:
     def __init__(
         self,
         *,
-        store: Store,
+        recorder: Recorder,
         tokens: Tokens,
-        policy: Policy,
-        routes: Sequence[Route],
-        clock: Callable[[], float],
-        committed: Callable[[], None],
     ) -> None:
-        self.store = store
+        self.recorder = recorder
+        self.store = recorder.store
         self.tokens = tokens
-        self.policy = policy
-        self.routes = list(routes)
-        self.clock = clock
-        self.committed = committed
+        self.clock = recorder.clock
 
     def routes_(self) -> list[HttpRoute]:
         return [
@@ -165,8 +158,7 @@ class TaskApi:
             reason=reason.strip(),
             payload={"type": EventType.RESUMED.value, "budget": str(budget)},
         )
-        applied = await self.store.apply(event, decider(event, self.policy, self.routes, now), now)
-        self.committed()
+        applied = await self.recorder.record(event)
         log.warning("task %s resumed by %s with budget %s: %s", task.task_id, actor, budget, reason)
         assert applied.task is not None  # a resume is never a duplicate: its id is new
         return JSONResponse(task_view(applied.task))
@@ -192,5 +184,5 @@ class TaskApi:
                 f"delivery {delivery.id} is {delivery.status.value}; only dead ones are retried",
                 code="not_dead",
             )
-        self.committed()
+        self.recorder.committed()
         return JSONResponse(delivery_view(delivery))

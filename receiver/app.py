@@ -23,6 +23,7 @@ from .errors import RequestRejected, StoreUnavailable
 from .halt import HaltCaller
 from .ingest import Ingest
 from .logs import redact_url
+from .record import Recorder
 from .settings import Settings
 from .state import Policy
 from .store import open_store
@@ -79,25 +80,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         lease_seconds=settings.lease_seconds,
         clock=clock,
     )
+    recorder = Recorder(store, policy, channel_routes, clock, dispatcher.wake)
     ingest = Ingest(
-        store=store,
-        policy=policy,
-        routes=channel_routes,
+        recorder=recorder,
         keys=settings.secret_keys,
         allow_unsigned=settings.allow_unsigned,
         tolerance=settings.replay_tolerance_seconds,
         max_body_bytes=settings.max_body_bytes,
-        clock=clock,
-        committed=dispatcher.wake,
     )
-    api = TaskApi(
-        store=store,
-        tokens=Tokens(settings.admin_token, settings.read_token),
-        policy=policy,
-        routes=channel_routes,
-        clock=clock,
-        committed=dispatcher.wake,
-    )
+    api = TaskApi(recorder=recorder, tokens=Tokens(settings.admin_token, settings.read_token))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})

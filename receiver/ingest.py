@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -12,9 +12,7 @@ from starlette.responses import JSONResponse
 from .errors import PayloadTooLarge, SignatureError, UnsupportedMediaType
 from .events import load_json, parse_event
 from .model import Outcome
-from .outbox import Route, decider
-from .state import Policy
-from .store import Store
+from .record import Recorder
 from .verify import verify
 
 log = logging.getLogger("receiver.ingest")
@@ -47,25 +45,17 @@ class Ingest:
     def __init__(
         self,
         *,
-        store: Store,
-        policy: Policy,
-        routes: Sequence[Route],
+        recorder: Recorder,
         keys: Sequence[bytes],
         allow_unsigned: bool,
         tolerance: int,
         max_body_bytes: int,
-        clock: Callable[[], float],
-        committed: Callable[[], None],
     ) -> None:
-        self.store = store
-        self.policy = policy
-        self.routes = list(routes)
+        self.recorder = recorder
         self.keys = list(keys)
         self.allow_unsigned = allow_unsigned
         self.tolerance = tolerance
         self.max_body_bytes = max_body_bytes
-        self.clock = clock
-        self.committed = committed
 
     def event_id(self, body: bytes, request: Request, now: float) -> str:
         signed = "webhook-signature" in request.headers
@@ -78,17 +68,16 @@ class Ingest:
     async def handle(self, request: Request) -> JSONResponse:
         require_json(request)
         body = await read_body(request, self.max_body_bytes)
-        now = self.clock()
+        now = self.recorder.clock()
         event_id = self.event_id(body, request, now)
         event = parse_event(load_json(body), event_id=event_id, source="budget", fallback_time=now)
         if event is None:
             log.info("event %s ignored: unknown type", event_id)
             return JSONResponse({"status": Outcome.IGNORED.value, "event_id": event_id})
-        applied = await self.store.apply(event, decider(event, self.policy, self.routes, now), now)
+        applied = await self.recorder.record(event)
         if applied.outcome is Outcome.DUPLICATE:
             log.info("event %s task %s duplicate", event_id, event.task_id)
             return JSONResponse({"status": applied.outcome.value, "event_id": event_id})
-        self.committed()
         state = applied.task.state.value if applied.task else None
         log.info("event %s task %s %s -> %s", event_id, event.task_id, event.type.value, state)
         return JSONResponse(

@@ -1,0 +1,31 @@
+"""Record one event: the pure decision, run inside one durable store commit, then wake delivery.
+
+Every writer of events (webhook sources, a person's resume) goes through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .model import Applied, BudgetEvent, Outcome
+from .outbox import Route, decider
+from .state import Policy
+from .store import Store
+
+
+@dataclass
+class Recorder:
+    store: Store
+    policy: Policy
+    routes: Sequence[Route]
+    clock: Callable[[], float]
+    # Called after a commit that may have owed deliveries (the dispatcher's wake-up).
+    committed: Callable[[], None] = field(default=lambda: None)
+
+    async def record(self, event: BudgetEvent) -> Applied:
+        now = self.clock()
+        applied = await self.store.apply(event, decider(event, self.policy, self.routes, now), now)
+        if applied.outcome is Outcome.ACCEPTED:
+            self.committed()
+        return applied
