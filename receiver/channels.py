@@ -16,7 +16,12 @@ Secrets: a channel is shown by apprise's privacy form of its URL. Every part of
 a URL that apprise masks there is also masked in error texts and in apprise's
 own log records, so neither the daemon's log nor the outbox ever holds one.
 With no URL configured, the single "log" channel writes alerts to the
-``receiver.alerts`` logger so a new user still sees them.
+``receiver.alerts`` logger (ERROR for critical alerts, WARNING for the rest), so
+a new user still sees them.
+
+Severity routing: a URL from RECEIVER_NOTIFY_URLS takes every severity. An entry
+of RECEIVER_APPRISE_CONFIG tagged info, warning and/or critical takes only those;
+one without any of these tags takes every severity (other tags are ignored).
 """
 
 from __future__ import annotations

@@ -206,6 +206,11 @@ class HttpSink:
                 Reply.status_code(r) if isinstance(r, int) else r for r in replies
             )
 
+    def clear_scripts(self) -> None:
+        """Forget every scripted reply: from now on each path answers 200."""
+        with self._lock:
+            self._scripts.clear()
+
     @property
     def requests(self) -> list[Recorded]:
         with self._lock:

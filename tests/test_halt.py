@@ -219,8 +219,13 @@ def test_errors_never_hold_the_token_or_url_credentials(
             assert secret not in error
 
 
-def test_a_non_http_url_is_a_config_error(sink: HttpSink) -> None:
+def test_a_non_http_url_is_a_config_error(sink: HttpSink, aio: asyncio.Runner) -> None:
     """RECEIVER_HALT_URL must be http(s)."""
     settings = make_settings(sink, halt_url=SecretStr("ftp://127.0.0.1/{task_id}"))
+
+    async def build() -> None:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            HaltCaller(settings, client)
+
     with pytest.raises(ConfigError, match="RECEIVER_HALT_URL"):
-        HaltCaller(settings, httpx.AsyncClient(trust_env=False))
+        aio.run(build())
