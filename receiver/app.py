@@ -10,21 +10,24 @@ from contextlib import asynccontextmanager
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from . import __version__
 from .api import TaskApi
-from .auth import Tokens
+from .auth import Role, Tokens
 from .channels import build_channels, close_channels, routes
 from .dispatch import Dispatcher
 from .errors import RequestRejected, StoreUnavailable
 from .halt import HaltCaller
 from .ingest import Ingest
 from .logs import redact_url
+from .metrics import Metrics, RequestTimer
 from .record import Recorder
 from .settings import Settings
+from .sources import source_routes
 from .state import Policy
 from .store import open_store
 
@@ -66,6 +69,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     store = open_store(settings)
     policy = policy_of(settings)
     channel_routes = routes(channels)
+    metrics = Metrics()
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.halt_timeout_seconds))
     halt = None if settings.halt_url is None else HaltCaller(settings, http)
     dispatcher = Dispatcher(
@@ -79,8 +83,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         retry_cap=settings.retry_cap_seconds,
         lease_seconds=settings.lease_seconds,
         clock=clock,
+        metrics=metrics,
     )
-    recorder = Recorder(store, policy, channel_routes, clock, dispatcher.wake)
+    recorder = Recorder(store, policy, channel_routes, clock, dispatcher.wake, metrics)
     ingest = Ingest(
         recorder=recorder,
         keys=settings.secret_keys,
@@ -88,7 +93,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         tolerance=settings.replay_tolerance_seconds,
         max_body_bytes=settings.max_body_bytes,
     )
-    api = TaskApi(recorder=recorder, tokens=Tokens(settings.admin_token, settings.read_token))
+    tokens = Tokens(settings.admin_token, settings.read_token)
+    api = TaskApi(recorder=recorder, tokens=tokens)
+    scrape = None if settings.metrics_token is None else Tokens(settings.metrics_token, None)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -101,6 +108,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         if not dispatcher.running:
             return error(503, "dispatcher_stopped", "the outbox dispatcher is not running")
         return JSONResponse({"status": "ready"})
+
+    async def prometheus(request: Request) -> Response:
+        if scrape is not None:
+            scrape.require(request, Role.ADMIN)
+        return await metrics.render(store, clock())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -116,16 +128,19 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             await store.close()
             log.info("stopped")
 
-    webhook = HttpRoute("/webhooks/budget", ingest.handle, methods=["POST"])
-    alias = HttpRoute("/webhooks/budget-tracking", ingest.handle, methods=["POST"])
+    budget = metrics.webhook("budget", ingest.handle)
+    http_routes = [
+        HttpRoute("/webhooks/budget", budget, methods=["POST"]),
+        HttpRoute("/webhooks/budget-tracking", budget, methods=["POST"]),
+        *source_routes(settings, recorder, http, clock),
+        *api.routes_(),
+        HttpRoute("/healthz", healthz, methods=["GET"]),
+        HttpRoute("/readyz", readyz, methods=["GET"]),
+        HttpRoute("/metrics", prometheus, methods=["GET"]),
+    ]
     return Starlette(
-        routes=[
-            webhook,
-            alias,
-            *api.routes_(),
-            HttpRoute("/healthz", healthz, methods=["GET"]),
-            HttpRoute("/readyz", readyz, methods=["GET"]),
-        ],
+        routes=http_routes,
+        middleware=[Middleware(RequestTimer, metrics=metrics, routes=http_routes)],
         exception_handlers={
             RequestRejected: _rejected,
             StoreUnavailable: _unavailable,

@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     try:
         settings = load_settings(args.env_file, **overrides)
-        setup_logging(settings.log_level)
+        setup_logging(settings.log_level, settings.log_format)
         app = create_app(settings)
     except ConfigError as exc:
         return _fail_config(exc)
@@ -212,7 +212,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.env_file)
-        setup_logging(settings.log_level)
+        setup_logging(settings.log_level, settings.log_format)
         channels = build_channels(settings)
     except ConfigError as exc:
         return _fail_config(exc)

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -21,6 +22,7 @@ from .alerts import render
 from .backoff import next_attempt
 from .channels import Channel, send
 from .halt import HaltCaller, HaltOutcome
+from .metrics import Metrics
 from .model import BudgetEvent, EventType
 from .outbox import HALT_CHANNEL, Route, decider
 from .state import Policy
@@ -46,8 +48,10 @@ class Dispatcher:
         retry_cap: float,
         lease_seconds: float,
         clock: Callable[[], float],
+        metrics: Metrics,
         rand: Callable[[], float] = random.random,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.channels = {c.id: c for c in channels}
         self.halt = halt
@@ -174,8 +178,13 @@ class Dispatcher:
                 follow_up=self._follow_up(row, EventType.HALT_CONFIRMED),
             )
             return
+        started = time.perf_counter()
         result = await self.halt.call(row.payload, row.idempotency_key)
+        self.metrics.halt_call_seconds.labels(result.outcome.value).observe(
+            time.perf_counter() - started
+        )
         if result.outcome in (HaltOutcome.DONE, HaltOutcome.GONE):
+            self.metrics.time_to_halt.observe(max(0.0, self.clock() - row.created_at))
             log.warning("task %s halted by the platform (HTTP %s)", row.task_id, result.status)
             await self._settle(
                 row,
@@ -223,7 +232,8 @@ class Dispatcher:
             occurred_at=now,
             payload={"type": kind.value, "delivery_id": row.id, "channel": HALT_CHANNEL},
         )
-        return FollowUp(event, decider(event, self.policy, self.routes, now))
+        decide, count = self.metrics.tracking(decider(event, self.policy, self.routes, now))
+        return FollowUp(event, decide, count)
 
     async def _settle(
         self,
@@ -234,6 +244,9 @@ class Dispatcher:
         next_at: float | None = None,
         follow_up: FollowUp | None = None,
     ) -> None:
+        self.metrics.delivery(
+            row.channel, "retry" if status is DeliveryStatus.PENDING else status.value
+        )
         kept = await self.store.settle(
             row.id,
             owner=self.owner,
@@ -245,5 +258,6 @@ class Dispatcher:
         )
         if not kept:
             log.warning("delivery %s: lease lost before its result was recorded", row.id)
-        if follow_up is not None:
+        elif follow_up is not None:
+            follow_up.committed()
             self.wake()

@@ -72,14 +72,31 @@ class Ingest:
         event_id = self.event_id(body, request, now)
         event = parse_event(load_json(body), event_id=event_id, source="budget", fallback_time=now)
         if event is None:
-            log.info("event %s ignored: unknown type", event_id)
+            log.info(
+                "event %s ignored: unknown type",
+                event_id,
+                extra={"event_id": event_id, "source": "budget", "outcome": "ignored"},
+            )
             return JSONResponse({"status": Outcome.IGNORED.value, "event_id": event_id})
         applied = await self.recorder.record(event)
         if applied.outcome is Outcome.DUPLICATE:
-            log.info("event %s task %s duplicate", event_id, event.task_id)
+            log.info(
+                "event %s task %s duplicate",
+                event_id,
+                event.task_id,
+                extra={"event_id": event_id, "task_id": event.task_id, "outcome": "duplicate"},
+            )
             return JSONResponse({"status": applied.outcome.value, "event_id": event_id})
         state = applied.task.state.value if applied.task else None
-        log.info("event %s task %s %s -> %s", event_id, event.task_id, event.type.value, state)
+        log.info(
+            "event %s task %s %s -> %s",
+            event_id,
+            event.task_id,
+            event.type.value,
+            state,
+            extra={"event_id": event_id, "task_id": event.task_id, "type": event.type.value,
+                   "outcome": "accepted", "state": state, "source": "budget"},
+        )  # fmt: skip
         return JSONResponse(
             {
                 "status": applied.outcome.value,

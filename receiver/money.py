@@ -19,7 +19,7 @@ def parse_money(value: object, field: str) -> Decimal:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:
         raise InvalidEvent(
-            f"{field}: {value!r} is not a decimal number", code="invalid_money"
+            f"{field}: {str(value)[:40]!r} is not a decimal number", code="invalid_money"
         ) from None
     if not amount.is_finite():
         raise InvalidEvent(f"{field}: must be finite", code="invalid_money")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .metrics import Metrics
 from .model import Applied, BudgetEvent, Outcome
 from .outbox import Route, decider
 from .state import Policy
@@ -22,10 +23,13 @@ class Recorder:
     clock: Callable[[], float]
     # Called after a commit that may have owed deliveries (the dispatcher's wake-up).
     committed: Callable[[], None] = field(default=lambda: None)
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def record(self, event: BudgetEvent) -> Applied:
         now = self.clock()
-        applied = await self.store.apply(event, decider(event, self.policy, self.routes, now), now)
+        decide, count = self.metrics.tracking(decider(event, self.policy, self.routes, now))
+        applied = await self.store.apply(event, decide, now)
         if applied.outcome is Outcome.ACCEPTED:
+            count()
             self.committed()
         return applied

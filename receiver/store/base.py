@@ -40,11 +40,23 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What /metrics reports about the stored state."""
+
+    tasks_by_state: dict[str, int]
+    pending: int
+    dead: int
+    oldest_due: float | None  # next_at of the earliest pending row
+
+
+@dataclass(frozen=True, slots=True)
 class FollowUp:
     """An internal event applied in the same transaction as settling a delivery."""
 
     event: BudgetEvent
     decide: Decide
+    # Called once the settle that applied it has committed (metrics).
+    committed: Callable[[], None] = lambda: None
 
 
 class Store(Protocol):
@@ -99,8 +111,28 @@ class Store(Protocol):
         self, *, status: DeliveryStatus | None, after: int | None, limit: int
     ) -> list[Delivery]: ...
 
+    async def stats(self) -> StoreStats: ...
+
     async def requeue(self, delivery_id: int, now: float) -> Delivery | None:
         """Make a dead row pending again, due now, with a fresh attempt count."""
+
+
+STATS_QUERIES = (
+    "SELECT state, COUNT(*) FROM tasks GROUP BY state",
+    "SELECT status, COUNT(*), MIN(next_at) FROM outbox WHERE status IN ('pending', 'dead') "
+    "GROUP BY status",
+)
+
+
+def stats_from_rows(task_rows: Any, outbox_rows: Any) -> StoreStats:
+    outbox = {r[0]: (int(r[1]), r[2]) for r in outbox_rows}
+    pending, oldest = outbox.get("pending", (0, None))
+    return StoreStats(
+        tasks_by_state={r[0]: int(r[1]) for r in task_rows},
+        pending=pending,
+        dead=outbox.get("dead", (0, None))[0],
+        oldest_due=None if oldest is None else float(oldest),
+    )
 
 
 # Row codecs shared by the backends -------------------------------------------------

@@ -24,16 +24,19 @@ from ..model import Applied, BudgetEvent, EventRecord, Outcome, Task, TaskState
 from .base import (
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
+    STATS_QUERIES,
     TASK_COLUMNS,
     Decide,
     Delivery,
     DeliveryStatus,
     FollowUp,
+    StoreStats,
     dumps,
     event_payload,
     row_to_delivery,
     row_to_event,
     row_to_task,
+    stats_from_rows,
     task_to_row,
 )
 from .schema import SCHEMA_VERSION, statements
@@ -284,6 +287,12 @@ class PostgresStore:
                 "FROM outbox WHERE status = 'pending'"
             )
         return None if value is None else float(value)
+
+    async def stats(self) -> StoreStats:
+        async with self._conn() as conn:
+            tasks = await conn.fetch(STATS_QUERIES[0])
+            outbox = await conn.fetch(STATS_QUERIES[1])
+        return stats_from_rows(tasks, outbox)
 
     async def list_deliveries(
         self, *, status: DeliveryStatus | None, after: int | None, limit: int

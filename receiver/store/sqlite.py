@@ -23,16 +23,19 @@ from ..model import Applied, BudgetEvent, EventRecord, Outcome, Task, TaskState
 from .base import (
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
+    STATS_QUERIES,
     TASK_COLUMNS,
     Decide,
     Delivery,
     DeliveryStatus,
     FollowUp,
+    StoreStats,
     dumps,
     event_payload,
     row_to_delivery,
     row_to_event,
     row_to_task,
+    stats_from_rows,
     task_to_row,
 )
 from .schema import SCHEMA_VERSION, statements
@@ -300,6 +303,13 @@ class SQLiteStore:
             ).fetchone()
         )
         return None if row is None or row[0] is None else float(row[0])
+
+    async def stats(self) -> StoreStats:
+        def job(conn: sqlite3.Connection) -> StoreStats:
+            tasks, outbox = (conn.execute(q).fetchall() for q in STATS_QUERIES)
+            return stats_from_rows(tasks, outbox)
+
+        return await self._read(job)
 
     async def list_deliveries(
         self, *, status: DeliveryStatus | None, after: int | None, limit: int
