@@ -25,6 +25,7 @@ from .halt import HaltCaller
 from .ingest import Ingest
 from .logs import redact_url
 from .metrics import Metrics, RequestTimer
+from .openapi import spec
 from .record import Recorder
 from .settings import Settings
 from .sources import source_routes
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     )
     tokens = Tokens(settings.admin_token, settings.read_token)
     api = TaskApi(recorder=recorder, tokens=tokens)
+    openapi = spec()
     scrape = None if settings.metrics_token is None else Tokens(settings.metrics_token, None)
 
     async def healthz(request: Request) -> Response:
@@ -137,6 +139,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         HttpRoute("/healthz", healthz, methods=["GET"]),
         HttpRoute("/readyz", readyz, methods=["GET"]),
         HttpRoute("/metrics", prometheus, methods=["GET"]),
+        HttpRoute("/openapi.json", lambda _: JSONResponse(openapi), methods=["GET"]),
     ]
     return Starlette(
         routes=http_routes,
