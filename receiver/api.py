@@ -24,6 +24,7 @@ from .views import delivery_view, event_view, task_view
 log = logging.getLogger("receiver.api")
 MAX_PAGE = 500
 MAX_JSON_BODY = 16 * 1024
+MAX_ID = 2**62
 E = TypeVar("E", TaskState, DeliveryStatus)
 
 
@@ -38,7 +39,7 @@ def _int_cursor(request: Request) -> int | None:
     raw = request.query_params.get("after")
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not raw.isdigit() or len(raw) > 18:
         raise RequestRejected("after: the 'next' value of the previous page", code="invalid_query")
     return int(raw)
 
@@ -176,7 +177,10 @@ class TaskApi:
 
     async def retry(self, request: Request) -> JSONResponse:
         self.tokens.require(request, Role.ADMIN)
-        delivery = await self.store.requeue(request.path_params["delivery_id"], self.clock())
+        delivery_id: int = request.path_params["delivery_id"]
+        delivery = None
+        if delivery_id < MAX_ID:  # larger ids cannot exist (and overflow a 64-bit column)
+            delivery = await self.store.requeue(delivery_id, self.clock())
         if delivery is None:
             raise NotFound("no such delivery", code="unknown_delivery")
         if delivery.status is not DeliveryStatus.PENDING:
