@@ -42,6 +42,8 @@ def _base_url(settings: Settings | None, url: str | None) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from .app import create_app
@@ -68,6 +70,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=15,
     )
     server = uvicorn.Server(config)
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # it found at start. With the default ones a clean stop would end as a death by signal
+    # (-15, or a KeyboardInterrupt traceback), yet as exit 0 when PID 1 in a container.
+    # A stop that was asked for and done cleanly is exit 0 everywhere.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: None)
     server.run()
     return 0 if server.started else 1
 
@@ -83,9 +91,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return _fail_config(exc)
     print("settings are valid")
     print(f"  listen:     http://{settings.host}:{settings.port}")
-    print(f"  database:   {redact_url(settings.database_url)}")
+    database = settings.database_url
+    print(f"  database:   {database if settings.sqlite_path else redact_url(database)}")
     print(f"  secrets:    {len(settings.webhook_secrets)} webhook secret(s)")
-    print(f"  channels:   {', '.join(c.redacted for c in channels)}")
+    print("  channels:")
+    for channel in channels:
+        severities = ",".join(sorted(channel.severities))
+        print(f"    - {channel.redacted}  [{severities}]")
     halt = settings.halt_url
     print(
         "  halting:    " + ("local only" if halt is None else redact_url(halt.get_secret_value()))
@@ -134,7 +146,14 @@ def cmd_send_event(args: argparse.Namespace) -> int:
     secret = args.secret or os.environ.get("RECEIVER_WEBHOOK_SECRET")
     if secret is None and settings is not None and settings.webhook_secrets:
         secret = settings.webhook_secrets[0].get_secret_value()
-    data: dict[str, Any] = json.loads(args.data) if args.data else {}
+    try:
+        data = json.loads(args.data) if args.data else {}
+    except ValueError as exc:
+        print(f"budget-receiver: --data is not JSON: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not isinstance(data, dict):
+        print("budget-receiver: --data must be a JSON object", file=sys.stderr)
+        return EXIT_CONFIG
     data["task_id"] = args.task_id
     for name in ("task_name", "agent_id", "budget", "spent", "amount", "currency", "threshold"):
         value = getattr(args, name)
