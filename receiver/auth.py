@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from enum import StrEnum
 
@@ -9,6 +10,9 @@ from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
 from .errors import Forbidden, Unauthorized
+
+SESSION_SECONDS = 12 * 3600
+CLOCK_SKEW_SECONDS = 300
 
 
 class Role(StrEnum):
@@ -21,6 +25,11 @@ class Tokens:
         self._admin = None if admin is None else admin.get_secret_value().encode()
         self._read = None if read is None else read.get_secret_value().encode()
 
+    @property
+    def configured(self) -> bool:
+        """Whether any token is set: without one the read API and the status page are off."""
+        return self._admin is not None or self._read is not None
+
     def role_of(self, token: str) -> Role | None:
         offered = token.encode()
         # Compare against both, always, so timing says nothing about which exists.
@@ -29,6 +38,37 @@ class Tokens:
         if is_admin:
             return Role.ADMIN
         return Role.READ if is_read else None
+
+    def session_for(self, token: str, now: float) -> str | None:
+        """A status-page session for a valid token (None if unknown): ``role.issued.mac``.
+
+        Not the token itself, so a leaked cookie opens the page only, never the API, and
+        only until it expires; changing a token ends the sessions made with it.
+        """
+        role = self.role_of(token)
+        issued = str(int(now))
+        mac = None if role is None else self._session_mac(role, issued)
+        return None if role is None or mac is None else f"{role.value}.{issued}.{mac}"
+
+    def session_role(self, value: str, now: float) -> Role | None:
+        """The role a ``session_for`` value grants at ``now``; None if forged or expired."""
+        name, _, rest = value.partition(".")
+        issued, _, mac = rest.partition(".")
+        if name not in {r.value for r in Role} or not (issued.isascii() and issued.isdigit()):
+            return None
+        role = Role(name)
+        expected = self._session_mac(role, issued)
+        # Replicas' clocks may differ a little: a session from slightly ahead is fine.
+        if expected is None or not -CLOCK_SKEW_SECONDS <= now - int(issued) < SESSION_SECONDS:
+            return None
+        return role if hmac.compare_digest(mac.encode(), expected.encode()) else None
+
+    def _session_mac(self, role: Role, issued: str) -> str | None:
+        key = self._admin if role is Role.ADMIN else self._read
+        if key is None:
+            return None
+        message = f"budget-receiver page session {role.value} {issued}".encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
 
     def require(self, conn: HTTPConnection, role: Role) -> Role:
         """The caller's role, if it is at least ``role``; else 401 or 403."""

@@ -670,6 +670,29 @@ def test_requeue_dead_row(store: Store, aio: asyncio.Runner) -> None:
     aio.run(body())
 
 
+def test_recent_deliveries_are_newest_first(store: Store, aio: asyncio.Runner) -> None:
+    """recent_deliveries: the newest rows of one status, newest first, up to the limit."""
+
+    async def body() -> None:
+        rows = await owe_rows(store, 5)
+        await store.claim(now=T0 + 1, lease_seconds=30, limit=10, owner="a")
+        for row in rows[:4]:
+            status = DeliveryStatus.DEAD if row is rows[1] else DeliveryStatus.DELIVERED
+            assert await store.settle(row.id, owner="a", status=status, now=T0 + 2)
+        delivered = [rows[3].id, rows[2].id, rows[0].id]
+        recent = await store.recent_deliveries(status=DeliveryStatus.DELIVERED, limit=10)
+        assert [d.id for d in recent] == delivered
+        assert all(d.status is DeliveryStatus.DELIVERED for d in recent)
+        two = await store.recent_deliveries(status=DeliveryStatus.DELIVERED, limit=2)
+        assert [d.id for d in two] == delivered[:2]
+        dead = await store.recent_deliveries(status=DeliveryStatus.DEAD, limit=10)
+        assert [d.id for d in dead] == [rows[1].id]
+        pending = await store.recent_deliveries(status=DeliveryStatus.PENDING, limit=10)
+        assert [d.id for d in pending] == [rows[4].id]
+
+    aio.run(body())
+
+
 def test_release_gives_back_an_owners_leases(store: Store, aio: asyncio.Runner) -> None:
     """release(owner) ends that owner's leases at once (graceful shutdown), nobody else's."""
 

@@ -113,6 +113,10 @@ class Store(Protocol):
 
     async def stats(self) -> StoreStats: ...
 
+    async def recent_deliveries(self, *, status: DeliveryStatus, limit: int) -> list[Delivery]:
+        """The newest ``limit`` rows with ``status``, newest first: cheap for a status most
+        rows have (delivered), where paging ``list_deliveries`` from the oldest is not."""
+
     async def requeue(self, delivery_id: int, now: float) -> Delivery | None:
         """Make a dead row pending again, due now, with a fresh attempt count."""
 

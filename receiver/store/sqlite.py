@@ -324,6 +324,13 @@ class SQLiteStore:
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [row_to_delivery(r) for r in rows]
 
+    async def recent_deliveries(self, *, status: DeliveryStatus, limit: int) -> list[Delivery]:
+        # "+status" keeps SQLite off the (status, next_at) index: walking ids backwards stops
+        # after ``limit`` rows, where the index would sort every row with that status first.
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE +status = ? ORDER BY id DESC LIMIT ?"
+        rows = await self._read(lambda c: c.execute(sql, (status.value, limit)).fetchall())
+        return [row_to_delivery(r) for r in rows]
+
     async def requeue(self, delivery_id: int, now: float) -> Delivery | None:
         def job(conn: sqlite3.Connection) -> Delivery | None:
             conn.execute(
