@@ -26,6 +26,7 @@ from .ingest import Ingest
 from .logs import redact_url
 from .metrics import Metrics, RequestTimer
 from .openapi import spec
+from .page import page_routes
 from .record import Recorder
 from .settings import Settings
 from .sources import source_routes
@@ -140,6 +141,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         HttpRoute("/readyz", readyz, methods=["GET"]),
         HttpRoute("/metrics", prometheus, methods=["GET"]),
         HttpRoute("/openapi.json", lambda _: JSONResponse(openapi), methods=["GET"]),
+        *page_routes(store, tokens, policy.thresholds, policy.halt_at, clock=clock),
     ]
     return Starlette(
         routes=http_routes,

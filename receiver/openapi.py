@@ -72,7 +72,37 @@ def _webhook(summary: str) -> dict[str, Any]:
     }
 
 
-def spec(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+def _source(summary: str, auth: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "description": f"Off (404) until configured. Authenticated by {auth}.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+            "responses": {
+                "200": _json(_ref("Accepted"), "Recorded, duplicate or ignored"),
+                "202": _json(_ref("Accepted"), "Recorded"),
+                **_errors(400, 401, 403, 404, 413, 415, 422, 503),
+                "502": _json(_ref("Error"), "A certificate or key server could not be reached"),
+            },
+        }
+    }
+
+
+SOURCES = {
+    "/webhooks/litellm": _source(
+        "LiteLLM proxy budget alerts", "RECEIVER_LITELLM_TOKEN (Bearer or ?token=)"
+    ),
+    "/webhooks/aws-budgets": _source(
+        "AWS Budgets through Amazon SNS", "the SNS message signature and a topic allow-list"
+    ),
+    "/webhooks/gcp-billing": _source(
+        "GCP budget notifications through Pub/Sub push",
+        "the push's OIDC token or RECEIVER_GCP_TOKEN",
+    ),
+}
+
+
+def spec() -> dict[str, Any]:
     task_views = {
         "200": _json(_ref("Task"), "The task"),
         **_errors(401, 403, 404, 503),
@@ -181,7 +211,7 @@ def spec(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                 "200": {"description": "Metrics",
                         "content": {"text/plain": {"schema": {"type": "string"}}}},
                 **_errors(401, 403, 503)}}},
-            **(extra_paths or {}),
+            **SOURCES,
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

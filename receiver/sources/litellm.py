@@ -1,0 +1,152 @@
+"""LiteLLM proxy budget alerts (``alerting: ["webhook"]``) -> BudgetEvent.
+
+LiteLLM posts its ``WebhookEvent`` as JSON to ``WEBHOOK_URL``: spend, max_budget,
+soft_budget, token (the hashed key), user_id, team_id, team_alias, key_alias,
+customer_id, event, event_group, event_message, projected_spend,
+projected_exceeded_date. It signs nothing and sends no id, time or currency, so:
+a shared token authenticates it (in ``?token=``: LiteLLM sends no custom headers),
+the event id is a hash of the body, the time is the arrival time, and money is
+USD (LiteLLM keeps spend in USD). Only an answer of exactly 200 counts as
+delivered for LiteLLM, so accepted, duplicate and ignored are all 200.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any, Literal
+
+from pydantic import SecretStr
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..errors import InvalidEvent
+from ..events import load_json
+from ..ingest import read_body, require_json
+from ..model import BudgetEvent, EventType
+from ..money import parse_money
+from ..record import Recorder
+from .common import answer, clean_id, ignored, optional_text, require_shared_token
+
+SOURCE = "litellm"
+CURRENCY = "USD"
+Entity = Literal["key", "user", "team", "customer"]
+
+# event_group values that name each entity (older and newer LiteLLM spellings).
+GROUPS: dict[str, frozenset[str]] = {
+    "key": frozenset({"key"}),
+    "user": frozenset({"user", "internal_user"}),
+    "team": frozenset({"team"}),
+    "customer": frozenset({"customer", "end_user"}),
+}
+KINDS = {
+    "budget_crossed": EventType.REACHED,
+    "threshold_crossed": EventType.THRESHOLD,
+    "soft_budget_crossed": EventType.THRESHOLD,
+    "projected_limit_exceeded": EventType.SPEND,
+    "spend_tracked": EventType.SPEND,
+}
+_HUNDREDTH = Decimal("0.01")
+
+
+def event_id_of(body: bytes) -> str:
+    """LiteLLM sends no id: the same body (a retry, a repeat) is the same event."""
+    return "litellm:sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def parse_litellm(doc: Any, *, entity: Entity, event_id: str, now: float) -> BudgetEvent | None:
+    """The event for one LiteLLM webhook body; None when it is not about ``entity`` budgets."""
+    if not isinstance(doc, dict):
+        raise InvalidEvent("body must be a JSON object")
+    name = doc.get("event")
+    if not isinstance(name, str):
+        raise InvalidEvent("event: required", code="missing_field")
+    group = doc.get("event_group")
+    kind = KINDS.get(name)
+    if kind is None or (group is not None and group not in GROUPS[entity]):
+        return None
+    ident, label = _entity(doc, entity)
+    spent = parse_money(doc.get("spend"), "spend")
+    budget = _optional_money(doc, "max_budget")
+    threshold = None
+    if name == "threshold_crossed" and budget:
+        threshold = min(_floor(spent / budget), Decimal(1))
+    elif name == "soft_budget_crossed" and budget:
+        soft = _optional_money(doc, "soft_budget")
+        if soft is not None:
+            threshold = min(_floor(soft / budget), Decimal(1))
+    if kind is EventType.THRESHOLD and threshold is None:
+        kind = EventType.SPEND  # no budget to take a fraction of: the spend is still news
+    return BudgetEvent(
+        event_id=event_id,
+        source=SOURCE,
+        type=kind,
+        task_id=f"{SOURCE}:{entity}:{ident}",
+        occurred_at=now,
+        task_name=label,
+        budget=budget,
+        spent=spent,
+        currency=CURRENCY,
+        threshold=threshold,
+        payload=doc,
+    )
+
+
+def _entity(doc: dict[str, Any], entity: Entity) -> tuple[str, str | None]:
+    """(id for the task id, display name) of the entity the alert is about."""
+    if entity == "key":
+        alias = optional_text(doc.get("key_alias"))
+        if alias is not None:
+            return clean_id(alias, "key_alias"), alias
+        token = clean_id(doc.get("token"), "token (or key_alias)")
+        # Hashed again: whatever LiteLLM puts in `token`, no key material lands in a task id.
+        return hashlib.sha256(token.encode()).hexdigest()[:16], None
+    if entity == "team":
+        alias = optional_text(doc.get("team_alias"))
+        if alias is not None:
+            return clean_id(alias, "team_alias"), alias
+        return clean_id(doc.get("team_id"), "team_id (or team_alias)"), None
+    if entity == "user":
+        return clean_id(doc.get("user_id"), "user_id"), optional_text(doc.get("user_email"))
+    return clean_id(doc.get("customer_id"), "customer_id"), None
+
+
+def _optional_money(doc: dict[str, Any], field: str) -> Decimal | None:
+    value = doc.get(field)
+    return None if value is None else parse_money(value, field)
+
+
+def _floor(fraction: Decimal) -> Decimal:
+    return fraction.quantize(_HUNDREDTH, rounding=ROUND_FLOOR)
+
+
+class LiteLLMSource:
+    """``POST /webhooks/litellm``."""
+
+    def __init__(
+        self,
+        *,
+        recorder: Recorder,
+        clock: Callable[[], float],
+        token: SecretStr,
+        entity: Entity,
+        max_body_bytes: int,
+    ) -> None:
+        self.recorder = recorder
+        self.clock = clock
+        self.token = token
+        self.entity = entity
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, request: Request) -> JSONResponse:
+        require_shared_token(request, self.token)
+        require_json(request)
+        body = await read_body(request, self.max_body_bytes)
+        now = self.clock()
+        event_id = event_id_of(body)
+        event = parse_litellm(load_json(body), entity=self.entity, event_id=event_id, now=now)
+        if event is None:
+            return ignored(SOURCE, event_id, f"not a budget event about a {self.entity}")
+        applied = await self.recorder.record(event)
+        return answer(applied, event, accepted_status=200)

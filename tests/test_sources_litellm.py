@@ -1,0 +1,226 @@
+"""LiteLLM budget alerts: the pure parser, and the route in the real app (in process)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.errors import InvalidEvent
+from receiver.events import load_json
+from receiver.model import EventType
+from receiver.sources.litellm import event_id_of, parse_litellm
+from tests.fixtures.sources_kit import app_client, fixture_json, snapshot, task_of
+
+TOKEN = "litellm-shared-token-0123456789"
+
+
+def alert(event: str = "threshold_crossed", **over: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = fixture_json("litellm_threshold_crossed.json")
+    doc["event"] = event
+    doc.update(over)
+    return doc
+
+
+def parse(doc: Any, entity: Any = "key") -> Any:
+    """Parse ``doc`` as the route does: through JSON, numbers as Decimal."""
+    loaded = load_json(json.dumps(doc).encode())
+    return parse_litellm(loaded, entity=entity, event_id="e-1", now=1000.0)
+
+
+# --- the parser (pure) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "kind", "spent", "budget", "threshold"),
+    [
+        (alert("budget_crossed", spend=100.5), EventType.REACHED, "100.5", "100.0", None),
+        (alert("threshold_crossed"), EventType.THRESHOLD, "85.0", "100.0", "0.85"),
+        (alert("threshold_crossed", spend=96.789), EventType.THRESHOLD, "96.789", "100.0", "0.96"),
+        (
+            alert("soft_budget_crossed", spend=51, soft_budget=50),
+            EventType.THRESHOLD,
+            "51",
+            "100.0",
+            "0.5",
+        ),
+        (
+            alert("soft_budget_crossed", max_budget=None, soft_budget=50),
+            EventType.SPEND,
+            "85.0",
+            None,
+            None,
+        ),
+        (alert("threshold_crossed", max_budget=None), EventType.SPEND, "85.0", None, None),
+        (
+            alert("projected_limit_exceeded", projected_spend=140.0),
+            EventType.SPEND,
+            "85.0",
+            "100.0",
+            None,
+        ),
+        (alert("spend_tracked"), EventType.SPEND, "85.0", "100.0", None),
+    ],
+)
+def test_events_map_to_budget_events(
+    doc: dict[str, Any], kind: EventType, spent: str, budget: str | None, threshold: str | None
+) -> None:
+    """budget_crossed halts; threshold and soft budget crossings warn; spend is USD, exact."""
+    event = parse(doc)
+    assert event is not None
+    assert (event.type, event.spent, event.budget, event.threshold) == (
+        kind, Decimal(spent), None if budget is None else Decimal(budget),
+        None if threshold is None else Decimal(threshold),
+    )  # fmt: skip
+    assert event.currency == "USD" and event.source == "litellm" and event.occurred_at == 1000.0
+
+
+def test_documented_payload_parses() -> None:
+    """The payload LiteLLM documents (budget_crossed, no alias) -> a hashed key task, halt."""
+    doc = fixture_json("litellm_budget_crossed.json")
+    event = parse(doc)
+    assert event is not None and event.type is EventType.REACHED
+    expected = hashlib.sha256(doc["token"].encode()).hexdigest()[:16]
+    assert event.task_id == f"litellm:key:{expected}"
+    assert doc["token"] not in event.task_id
+
+
+@pytest.mark.parametrize(
+    ("entity", "over", "task_id", "name"),
+    [
+        ("key", {}, "litellm:key:research-agent", "research-agent"),
+        ("team", {"event_group": "team"}, "litellm:team:research", "research"),
+        ("team", {"event_group": "team", "team_alias": None}, "litellm:team:team-123", None),
+        ("user", {"event_group": "internal_user"}, "litellm:user:u-1", "ada@example.com"),
+        ("user", {"event_group": "user"}, "litellm:user:u-1", "ada@example.com"),
+        (
+            "customer",
+            {"event_group": "customer", "customer_id": "acme"},
+            "litellm:customer:acme",
+            None,
+        ),
+        (
+            "customer",
+            {"event_group": "end_user", "customer_id": "acme"},
+            "litellm:customer:acme",
+            None,
+        ),
+        ("key", {"event_group": None}, "litellm:key:research-agent", "research-agent"),
+    ],
+)
+def test_entity_picks_the_task(
+    entity: str, over: dict[str, Any], task_id: str, name: str | None
+) -> None:
+    """RECEIVER_LITELLM_ENTITY decides which id names the task; event_group must agree."""
+    event = parse(alert(**over), entity)
+    assert event is not None
+    assert (event.task_id, event.task_name) == (task_id, name)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        alert(event_group="team"),  # a team alert while tracking keys
+        alert(event_group="proxy"),
+        alert("key_created"),
+        alert("internal_user_created"),
+        alert("something_new"),
+    ],
+)
+def test_other_events_are_ignored(doc: dict[str, Any]) -> None:
+    assert parse(doc) is None
+
+
+@pytest.mark.parametrize(
+    ("doc", "code"),
+    [
+        ([], "invalid_event"),
+        ({"spend": 1}, "missing_field"),
+        (alert(spend=None), "invalid_money"),
+        (alert(spend=-1), "invalid_money"),
+        (alert(spend="NaN"), "invalid_money"),
+        (alert(max_budget="lots"), "invalid_money"),
+        (alert(key_alias=None, token=None), "missing_field"),
+        (alert(key_alias=None, token="x" * 500), "invalid_event"),
+    ],
+)
+def test_invalid_payloads_are_refused(doc: Any, code: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse(doc)
+    assert caught.value.code == code
+
+
+def test_event_id_is_a_hash_of_the_body() -> None:
+    body = json.dumps(alert()).encode()
+    assert event_id_of(body) == event_id_of(body)
+    assert event_id_of(body) != event_id_of(body + b" ")
+    assert event_id_of(body).startswith("litellm:sha256:")
+
+
+# --- the route, in the real app ------------------------------------------------------------
+
+
+def test_route_is_404_when_not_configured(tmp_path: Path) -> None:
+    with app_client(tmp_path) as client:
+        response = client.post("/webhooks/litellm", json=alert())
+        assert response.status_code == 404
+
+
+def test_accepted_and_duplicate_are_both_exactly_200(tmp_path: Path) -> None:
+    """LiteLLM counts only 200 as delivered: accepted 200, the same body again 200 duplicate."""
+    with app_client(tmp_path, litellm_token=TOKEN) as client:
+        body = json.dumps(alert()).encode()
+        headers = {"content-type": "application/json"}
+        first = client.post(f"/webhooks/litellm?token={TOKEN}", content=body, headers=headers)
+        assert first.status_code == 200, first.text
+        assert first.json()["status"] == "accepted" and first.json()["state"] == "warning"
+        again = client.post(f"/webhooks/litellm?token={TOKEN}", content=body, headers=headers)
+        assert again.status_code == 200 and again.json()["status"] == "duplicate"
+        view = task_of(client, "litellm:key:research-agent")
+        assert view is not None
+        assert (view["spent"], view["budget"], view["currency"]) == ("85.0", "100.0", "USD")
+        assert view["thresholds_alerted"][-1] == "0.85" and view["source"] == "litellm"
+
+        crossed = client.post(
+            "/webhooks/litellm",
+            json=alert("budget_crossed", spend=100.2),
+            headers={"authorization": f"Bearer {TOKEN}"},
+        )
+        assert crossed.status_code == 200 and crossed.json()["state"] == "halted"
+        ignored = client.post(f"/webhooks/litellm?token={TOKEN}", json=alert("key_created"))
+        assert ignored.status_code == 200 and ignored.json()["status"] == "ignored"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/webhooks/litellm", {}, 401),
+        ("/webhooks/litellm?token=wrong-token-0123456789", {}, 401),
+        ("/webhooks/litellm", {"authorization": "Bearer wrong-token-0123456789"}, 401),
+        ("/webhooks/litellm", {"authorization": f"Basic {TOKEN}"}, 401),
+        (f"/webhooks/litellm?token={TOKEN}", {"content-type": "text/plain"}, 415),
+    ],
+)
+def test_refusals_change_nothing(
+    tmp_path: Path, path: str, headers: dict[str, str], status: int
+) -> None:
+    with app_client(tmp_path, litellm_token=TOKEN) as client:
+        before = snapshot(client)
+        body = json.dumps(alert("budget_crossed", spend=500)).encode()
+        response = client.post(
+            path, content=body, headers={"content-type": "application/json", **headers}
+        )
+        assert response.status_code == status, response.text
+        assert "error" in response.json()
+        assert snapshot(client) == before
+
+
+def test_invalid_payload_is_422(tmp_path: Path) -> None:
+    with app_client(tmp_path, litellm_token=TOKEN) as client:
+        response = client.post(f"/webhooks/litellm?token={TOKEN}", json=alert(spend=-3))
+        assert response.status_code == 422 and response.json()["error"] == "invalid_money"
+        assert snapshot(client) == []
