@@ -67,7 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=15,
+        # With the dispatcher's 4 s grace this fits docker stop's default 10 s.
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler

@@ -32,6 +32,9 @@ from .store.base import FollowUp
 log = logging.getLogger("receiver.dispatch")
 CLAIM_BATCH = 64
 IDLE_POLL_SECONDS = 1.0
+# An alert is only sent while at least this share of its lease is left: a row that waited
+# for its channel until the lease (nearly) ran out may be another replica's by now.
+LEASE_MARGIN = 0.25
 
 
 class Dispatcher:
@@ -67,6 +70,11 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        # When our lease on each claimed row runs out; a row we claim again while it is
+        # still in flight here gets the new time.
+        self._leased: dict[int, float] = {}
+        # A channel sends one message at a time; its rows wait for their turn here.
+        self._turns: dict[str, asyncio.Lock] = {}
         self._loop_task: asyncio.Task[None] | None = None
 
     @property
@@ -79,7 +87,7 @@ class Dispatcher:
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
 
-    async def stop(self, grace_seconds: float = 10.0) -> None:
+    async def stop(self, grace_seconds: float = 4.0) -> None:
         """Stop claiming, let deliveries under way finish, give back the rest."""
         self._stopping = True
         self._wake.set()
@@ -87,6 +95,13 @@ class Dispatcher:
             await self._loop_task
         if self._in_flight:
             _, pending = await asyncio.wait(self._in_flight.values(), timeout=grace_seconds)
+            if pending:
+                log.warning(
+                    "stopping: %d deliveries still under way after %g s; given back for the "
+                    "next start or another replica",
+                    len(pending),
+                    grace_seconds,
+                )
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -108,12 +123,12 @@ class Dispatcher:
 
     async def _claim_and_start(self) -> None:
         while not self._stopping:
+            now = self.clock()
             rows = await self.store.claim(
-                now=self.clock(),
-                lease_seconds=self.lease_seconds,
-                limit=CLAIM_BATCH,
-                owner=self.owner,
+                now=now, lease_seconds=self.lease_seconds, limit=CLAIM_BATCH, owner=self.owner
             )
+            for row in rows:
+                self._leased[row.id] = now + self.lease_seconds
             fresh = [r for r in rows if r.id not in self._in_flight]
             for row in fresh:
                 task = asyncio.create_task(self._deliver(row), name=f"delivery-{row.id}")
@@ -126,6 +141,7 @@ class Dispatcher:
         for rid, running in list(self._in_flight.items()):
             if running is task:
                 del self._in_flight[rid]
+                self._leased.pop(rid, None)
 
     async def _idle_timeout(self) -> float:
         due = await self.store.next_due()
@@ -150,7 +166,14 @@ class Dispatcher:
         if channel is None:
             await self._settle(row, DeliveryStatus.DEAD, "channel no longer configured")
             return
-        result = await send(channel, render(row.payload))
+        async with self._turns.setdefault(channel.id, asyncio.Lock()):
+            left = self._leased.get(row.id, 0.0) - self.clock()
+            if left < self.lease_seconds * LEASE_MARGIN:
+                # Its lease ran out while it waited behind the channel's other rows: another
+                # replica may be sending it now. Leave it to whoever claims it next.
+                log.info("alert %s waited out its lease; left for the next claim", row.id)
+                return
+            result = await send(channel, render(row.payload))
         if result.ok:
             await self._settle(row, DeliveryStatus.DELIVERED)
             log.info("alert %s for task %s delivered to %s", row.id, row.task_id, channel.redacted)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from .errors import ConfigError
 from .verify import decode_secret
@@ -190,6 +190,8 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
         raise ConfigError([f"{ENV_PREFIX}SECRETS_DIR: no such directory: {secrets_dir}"])
     try:
         return Settings(_env_file=env_file, _secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
+    except SettingsError as exc:  # e.g. a file in the secrets directory this user cannot read
+        raise ConfigError([f"{exc}: {exc.__cause__ or 'unreadable'}"]) from None
     except ValidationError as exc:
         raise ConfigError([p for err in exc.errors() for p in _describe(err).split("\n")]) from None
 
