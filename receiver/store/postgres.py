@@ -79,6 +79,8 @@ _INSERT_EVENT = (
     "INSERT INTO events (event_id, source, type, task_id, received_at, occurred_at, payload) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING seq"
 )
+# Held until commit; two task ids sharing a hash only ever wait for each other.
+_LOCK_TASK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (kind, channel, task_id, payload, idempotency_key, status, "
     "attempts, next_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)"
@@ -310,6 +312,18 @@ class PostgresStore:
             rows = await conn.fetch(sql, *args)
         return [row_to_delivery(tuple(r)) for r in rows]
 
+    async def recent_deliveries(self, *, status: DeliveryStatus, limit: int) -> list[Delivery]:
+        if limit <= 0:
+            return []
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE status = $1 "
+                "ORDER BY id DESC LIMIT $2",
+                status.value,
+                limit,
+            )
+        return [row_to_delivery(tuple(r)) for r in rows]
+
     async def requeue(self, delivery_id: int, now: float) -> Delivery | None:
         async with self._conn() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -349,6 +363,10 @@ async def _migrate(conn: Conn) -> None:
 
 async def _apply(conn: Conn, event: BudgetEvent, decide: Decide, now: float) -> Applied:
     """Store one event and ``decide``'s result; the caller holds the transaction."""
+    # One task's events take turns from before their seq is drawn, so a task's timeline
+    # (ordered by seq) is the order its events were applied in, and a reader paging it by
+    # seq never sees a later event commit before an earlier one.
+    await conn.execute(_LOCK_TASK, event.task_id)
     seq = await conn.fetchval(
         _INSERT_EVENT,
         event.event_id,
