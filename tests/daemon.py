@@ -9,9 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,16 @@ class Daemon:
         headers = {"authorization": f"Bearer {token}"}
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
 
+    def events(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's whole timeline, every page."""
+        path = f"/v1/tasks/{task_id}/events"
+        page = self.api("GET", path, params={"limit": 500}).json()
+        events: list[dict[str, Any]] = page["events"]
+        while page["next"] is not None:
+            page = self.api("GET", path, params={"limit": 500, "after": page["next"]}).json()
+            events += page["events"]
+        return events
+
     def task(self, task_id: str) -> dict[str, Any]:
         response = self.api("GET", f"/v1/tasks/{task_id}")
         assert response.status_code == 200, response.text
@@ -138,3 +151,86 @@ def running(workdir: Path, settings: Mapping[str, str] | None = None) -> Iterato
 
 def event(type_: str, task_id: str, **data: Any) -> dict[str, Any]:
     return {"type": type_, "data": {"task_id": task_id, **data}}
+
+
+@dataclass(frozen=True)
+class Ack:
+    msg_id: str
+    task_id: str
+    amount: Decimal
+    at: float  # time.monotonic() when the 2xx arrived
+
+
+class Burst:
+    """Threads sending signed increments for ``tasks`` until stopped; every 2xx is kept.
+
+    A connection error ends a thread's sending (the daemon went away) when
+    ``stop_on_error``; otherwise it keeps trying (a daemon refusing while it stops).
+    """
+
+    def __init__(self, daemon: Daemon, tasks: list[str], threads: int = 8,
+                 stop_on_error: bool = True) -> None:  # fmt: skip
+        self.daemon = daemon
+        self.tasks = tasks
+        self.acked: list[Ack] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stop_on_error = stop_on_error
+        self._threads = [threading.Thread(target=self._send, args=(n,)) for n in range(threads)]
+
+    def start(self) -> Burst:
+        for task_id in self.tasks:
+            created = self.daemon.post_event(
+                event("task.created", task_id, budget="1000000", currency="USD")
+            )
+            assert created.status_code == 202, created.text
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait_for(self, acks: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acked) < acks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _send(self, n: int) -> None:
+        with httpx.Client() as client:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                task_id = self.tasks[(n + i) % len(self.tasks)]
+                amount = Decimal(n + 1) / 100 + Decimal(i % 7)
+                msg_id = f"burst-{n}-{i}-{uuid.uuid4().hex[:6]}"
+                doc = event("task.spend", task_id, amount=str(amount))
+                try:
+                    r = self.daemon.post_event(doc, msg_id=msg_id, client=client)
+                except httpx.HTTPError:
+                    if self._stop_on_error:
+                        return
+                    continue
+                if r.is_success:
+                    assert r.status_code == 202, r.text
+                    with self._lock:
+                        self.acked.append(Ack(msg_id, task_id, amount, time.monotonic()))
+
+    def assert_reflected_in(self, daemon: Daemon) -> None:
+        """Every acknowledged event is stored, and each task's spend is exactly the sum of
+        its stored increments (an event stored whose 2xx was lost counts, once)."""
+        for task_id in self.tasks:
+            events = daemon.events(task_id)
+            mine = [a for a in self.acked if a.task_id == task_id]
+            assert {a.msg_id for a in mine} <= {e["event_id"] for e in events}, (
+                f"{task_id}: an acknowledged event is missing"
+            )
+            stored = sum(
+                (Decimal(e["payload"]["data"]["amount"]) for e in events
+                 if e["type"] == "task.spend"),
+                Decimal(0),
+            )  # fmt: skip
+            assert Decimal(daemon.task(task_id)["spent"]) == stored
+            assert stored >= sum((a.amount for a in mine), Decimal(0))

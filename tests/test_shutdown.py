@@ -15,10 +15,7 @@ import json
 import signal
 import socket
 import sqlite3
-import threading
 import time
-import uuid
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ import pytest
 
 from receiver.dispatch import Dispatcher
 from receiver.verify import sign
-from tests.daemon import SECRET, Daemon, event
+from tests.daemon import SECRET, Burst, Daemon, event
 from tests.servers import HttpSink, Reply
 
 pytestmark = pytest.mark.slow
@@ -62,78 +59,28 @@ def assert_clean_stop(daemon: Daemon, db: Path) -> None:
     assert not Path(f"{db}-wal").exists(), "the store was not closed"
 
 
-def all_events(daemon: Daemon, task_id: str) -> list[dict[str, Any]]:
-    page = daemon.api("GET", f"/v1/tasks/{task_id}/events", params={"limit": 500}).json()
-    events = page["events"]
-    while page["next"] is not None:
-        page = daemon.api("GET", f"/v1/tasks/{task_id}/events",
-                          params={"limit": 500, "after": page["next"]}).json()  # fmt: skip
-        events += page["events"]
-    return list(events)
-
-
 def test_sigterm_mid_burst_exits_0_and_keeps_every_acknowledged_event(tmp_path: Path) -> None:
     """Threads send increments; SIGTERM mid-burst. The daemon exits 0 well within docker's
     stop timeout, and after a restart every event that got a 2xx is there, counted once."""
     daemon = Daemon(tmp_path).start()
-    tasks = [f"term-{n}" for n in range(TASKS)]
-    for tid in tasks:
-        created = daemon.post_event(event("task.created", tid, budget="1000000", currency="USD"))
-        assert created.status_code == 202
-
-    acked: list[tuple[str, str, Decimal, float]] = []  # (webhook-id, task, amount, when)
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def sender(n: int) -> None:
-        with httpx.Client() as client:
-            i = 0
-            while not stop.is_set():
-                i += 1
-                tid = tasks[(n + i) % TASKS]
-                amount = Decimal(n + 1) / 100 + Decimal(i % 7)
-                msg_id = f"term-{n}-{i}-{uuid.uuid4().hex[:6]}"
-                try:
-                    r = daemon.post_event(event("task.spend", tid, amount=str(amount)),
-                                          msg_id=msg_id, client=client)  # fmt: skip
-                except httpx.HTTPError:
-                    continue  # refused while stopping: not acknowledged, so not owed
-                if r.is_success:
-                    assert r.status_code == 202, r.text
-                    with lock:
-                        acked.append((msg_id, tid, amount, time.monotonic()))
-
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(THREADS)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 20
-    while len(acked) < 400 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # Refused connections while it stops are not acknowledged, so nothing is owed for them.
+    burst = Burst(daemon, [f"term-{n}" for n in range(TASKS)], THREADS, stop_on_error=False)
+    burst.start().wait_for(400)
     signalled = time.monotonic()
     code, took = sigterm(daemon, timeout=GRACE + 20)
-    stop.set()
-    for t in threads:
-        t.join(30)
-    assert len(acked) >= 100, "the burst never got going"
+    burst.stop()
+    assert len(burst.acked) >= 100, "the burst never got going"
     assert code == 0, daemon.log()
     assert took < DOCKER_STOP_TIMEOUT / 2, f"took {took:.1f} s to stop"
-    late = sum(1 for *_, at in acked if at > signalled)
-    print(f"\nSIGTERM after {len(acked) - late} acks; stopped in {took:.2f} s; {late} acked after")
+    late = sum(1 for a in burst.acked if a.at > signalled)
+    print(
+        f"\nSIGTERM after {len(burst.acked) - late} acks; stopped in {took:.2f} s; {late} acked after"
+    )
     assert_clean_stop(daemon, tmp_path / "receiver.db")
 
     again = Daemon(tmp_path).start()
     try:
-        for tid in tasks:
-            events = all_events(again, tid)
-            mine = [(m, a) for m, t, a, _ in acked if t == tid]
-            assert {m for m, _ in mine} <= {e["event_id"] for e in events}, f"{tid}: lost an ack"
-            stored = sum(
-                (Decimal(e["payload"]["data"]["amount"]) for e in events
-                 if e["type"] == "task.spend"),
-                Decimal(0),
-            )  # fmt: skip
-            assert Decimal(again.task(tid)["spent"]) == stored
-            assert stored >= sum((a for _, a in mine), Decimal(0))
+        burst.assert_reflected_in(again)
     finally:
         again.stop()
 
