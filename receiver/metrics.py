@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import RequestRejected
@@ -135,7 +135,12 @@ class RequestTimer:
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
+        # The router puts the matched endpoint into the scope; its path is the label (the
+        # first route's, where an alias shares the endpoint).
+        self.paths: dict[object, str] = {}
+        for route in routes:
+            if isinstance(route, Route):
+                self.paths.setdefault(route.endpoint, route.path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,13 +158,7 @@ class RequestTimer:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self.metrics.requests.labels(self._route(scope), scope["method"], str(status)).observe(
+            route = self.paths.get(scope.get("endpoint"), "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).observe(
                 time.perf_counter() - started
             )
-
-    def _route(self, scope: Scope) -> str:
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return str(getattr(route, "path", "other"))
-        return "unmatched"
