@@ -67,8 +67,11 @@ class Metrics:
             registry=r,
         )
 
-    def tracking(self, decide: Decide) -> tuple[Decide, Callable[[], None]]:
-        """Wrap a decision so its state change can be counted once it is committed."""
+    def tracking(self, decide: Decide) -> tuple[Decide, Callable[[], bool]]:
+        """Wrap a decision so its state change can be counted once it is committed.
+
+        The returned ``count`` says whether the decision owed any delivery.
+        """
         seen: list[tuple[Task | None, Decision]] = []
 
         def tracked(task: Task | None) -> Decision:
@@ -76,11 +79,12 @@ class Metrics:
             seen[:] = [(task, decision)]  # a store may decide again after a conflict
             return decision
 
-        def count() -> None:
+        def count() -> bool:
             for before, decision in seen:
                 old = "new" if before is None else before.state.value
                 if old != decision.task.state.value:
                     self.transitions.labels(old, decision.task.state.value).inc()
+            return any(decision.items for _, decision in seen)
 
         return tracked, count
 

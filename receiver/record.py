@@ -21,7 +21,7 @@ class Recorder:
     policy: Policy
     routes: Sequence[Route]
     clock: Callable[[], float]
-    # Called after a commit that may have owed deliveries (the dispatcher's wake-up).
+    # Called after a commit that owed deliveries (the dispatcher's wake-up).
     committed: Callable[[], None] = field(default=lambda: None)
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -29,7 +29,6 @@ class Recorder:
         now = self.clock()
         decide, count = self.metrics.tracking(decider(event, self.policy, self.routes, now))
         applied = await self.store.apply(event, decide, now)
-        if applied.outcome is Outcome.ACCEPTED:
-            count()
-            self.committed()
+        if applied.outcome is Outcome.ACCEPTED and count():
+            self.committed()  # only when deliveries are owed: most spend events owe none
         return applied

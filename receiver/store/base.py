@@ -56,7 +56,7 @@ class FollowUp:
     event: BudgetEvent
     decide: Decide
     # Called once the settle that applied it has committed (metrics).
-    committed: Callable[[], None] = lambda: None
+    committed: Callable[[], object] = lambda: None
 
 
 class Store(Protocol):

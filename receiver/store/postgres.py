@@ -75,12 +75,15 @@ _UPDATE_TASK = (
     + ", ".join(f"{c} = ${n}" for n, c in enumerate(_TASK_FIELDS, start=1) if c != "task_id")
     + " WHERE task_id = $1"
 )
-_INSERT_EVENT = (
+# One round trip: take the task's advisory lock (held until commit; two task ids sharing
+# a hash only ever wait for each other), then insert the event. The task is read by the
+# next statement, whose snapshot is taken after the lock was granted.
+_LOCK_TASK_INSERT_EVENT = (
+    "WITH task_lock AS (SELECT pg_advisory_xact_lock(hashtextextended($4, 0))) "
     "INSERT INTO events (event_id, source, type, task_id, received_at, occurred_at, payload) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING RETURNING seq"
+    "SELECT $1, $2, $3, $4, $5, $6, $7 FROM task_lock "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING seq"
 )
-# Held until commit; two task ids sharing a hash only ever wait for each other.
-_LOCK_TASK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (kind, channel, task_id, payload, idempotency_key, status, "
     "attempts, next_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)"
@@ -141,6 +144,7 @@ class PostgresStore:
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
                 server_settings=settings,
+                reset=_keep_session,
             )
         except _CONNECT_ERRORS as exc:
             raise StoreUnavailable(f"cannot connect to {self.description}: {exc}") from exc
@@ -361,14 +365,19 @@ async def _migrate(conn: Conn) -> None:
         await conn.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Skip asyncpg's reset query on release (advisory unlock, CLOSE ALL, UNLISTEN, RESET
+    ALL: one round trip per event). The store takes only transaction-scoped locks and sets
+    no session state; an open transaction is still rolled back by the pool itself."""
+
+
 async def _apply(conn: Conn, event: BudgetEvent, decide: Decide, now: float) -> Applied:
     """Store one event and ``decide``'s result; the caller holds the transaction."""
     # One task's events take turns from before their seq is drawn, so a task's timeline
     # (ordered by seq) is the order its events were applied in, and a reader paging it by
     # seq never sees a later event commit before an earlier one.
-    await conn.execute(_LOCK_TASK, event.task_id)
     seq = await conn.fetchval(
-        _INSERT_EVENT,
+        _LOCK_TASK_INSERT_EVENT,
         event.event_id,
         event.source,
         event.type.value,
