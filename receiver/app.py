@@ -23,12 +23,12 @@ from .dispatch import Dispatcher
 from .errors import RequestRejected, StoreUnavailable
 from .halt import HaltCaller
 from .ingest import Ingest
-from .logs import redact_url
+from .logs import redact_url, setup_logging
 from .metrics import Metrics, RequestTimer
 from .openapi import spec
 from .page import page_routes
 from .record import Recorder
-from .settings import Settings
+from .settings import Settings, load_settings
 from .sources import source_routes
 from .state import Policy
 from .store import open_store
@@ -153,6 +153,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         },
         lifespan=lifespan,
     )
+
+
+def create_app_from_env() -> Starlette:
+    """The factory each worker process calls when RECEIVER_WORKERS > 1 (settings from env)."""
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def _log_start(settings: Settings, store: str, channels: list[str]) -> None:

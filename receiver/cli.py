@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -60,8 +61,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except ConfigError as exc:
         return _fail_config(exc)
+    if settings.workers > 1:
+        # Each worker process builds its own app from the same settings, found through
+        # the environment: the env file's path and the command line's overrides.
+        if args.env_file:
+            os.environ["RECEIVER_ENV_FILE"] = str(Path(args.env_file).resolve())
+        os.environ.update({f"RECEIVER_{k.upper()}": str(v) for k, v in overrides.items()})
     config = uvicorn.Config(
-        app,
+        "receiver.app:create_app_from_env" if settings.workers > 1 else app,
+        factory=settings.workers > 1,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -70,6 +79,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # With the dispatcher's 4 s grace this fits docker stop's default 10 s.
         timeout_graceful_shutdown=5,
     )
+    if settings.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        sock = config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
+        return 0
     server = uvicorn.Server(config)
     # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
     # it found at start. With the default ones a clean stop would end as a death by signal

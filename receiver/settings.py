@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     metrics_token: SecretStr | None = None
     database_pool_size: int = Field(10, ge=1, le=200)
+    # HTTP worker processes; each runs the whole pipeline against the shared store.
+    workers: int = Field(1, ge=1, le=32)
 
     # Other sources; each is off until its settings are given.
     litellm_token: SecretStr | None = None

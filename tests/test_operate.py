@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -103,3 +104,18 @@ def test_logs_are_json_lines_with_event_fields_and_no_secrets(tmp_path: Path) ->
     assert "halting: calls out" in msgs
     for secret in (password, SECRET, ADMIN_TOKEN, READ_TOKEN, "halt-token-abcdefghijklmnop"):
         assert secret not in text
+
+
+def test_two_worker_processes_share_one_store(tmp_path: Path) -> None:
+    """RECEIVER_WORKERS=2: two processes answer on one port over one store; SIGTERM stops both."""
+    with running(tmp_path, {"RECEIVER_WORKERS": "2", "RECEIVER_LOG_FORMAT": "text"}) as d:
+        with httpx.Client() as client:
+            for n in range(40):
+                r = d.post_event(event("task.spend", "w-1", amount="1.25"), client=client)
+                assert r.status_code == 202, r.text
+        assert d.task("w-1")["spent"] == "50.00"
+    assert d.proc is not None and d.proc.returncode == 0
+    started = re.findall(r"Started server process \[(\d+)\]", d.log())
+    assert len(set(started)) == 2, d.log()
+    assert d.log().count("Application shutdown complete.") == 2
+    assert "Traceback" not in d.log()
