@@ -50,7 +50,6 @@ from reqfile import (  # noqa: E402
     write_records,
 )
 
-DEFAULT_PG_URL = "postgresql://receiver:receiver@127.0.0.1:5432/receiver"
 WEBHOOK_PATH = "/webhooks/budget"
 SMALL_AMOUNTS = [f"{c / 100:.2f}" for c in range(1, 100, 7)]  # 0.01 .. 0.99
 
@@ -1580,8 +1579,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
-        help="server for a fresh database (the role needs CREATEDB)",
+        default=os.environ.get("BENCH_PG_URL"),
+        help="server for a fresh database (the role needs CREATEDB); default: a throw-away "
+        "server started with scripts/scratch-postgres",
     )
     parser.add_argument(
         "--no-install",
@@ -1642,6 +1642,20 @@ def main() -> int:
     }
     bench = Bench(args, plan, workdir, wrk)
     pg_dbs: list[str] = []
+    scratch_pg = workdir / "postgres"
+    if args.pg_url is None and ("postgres" in only or args.profile in ("postgres", "both")):
+        try:
+            args.pg_url = subprocess.run(
+                [str(ROOT / "scripts" / "scratch-postgres"), str(scratch_pg), str(free_port())],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+                timeout=600,
+            ).stdout.strip()
+            log(f"started a throw-away PostgreSQL: {args.pg_url}")
+        except Exception as exc:
+            log(f"  could not start PostgreSQL with scripts/scratch-postgres: {exc}")
+            args.pg_url = "postgresql://unavailable@127.0.0.1:1/none"
 
     def pg_fresh(tag: str) -> str | None:
         name = f"bench_{args.stamp.lower()}_{tag}"
@@ -1723,6 +1737,11 @@ def main() -> int:
         stop_all()
         for name in pg_dbs:
             pg_drop(args.pg_url, name)
+        if scratch_pg.exists():
+            subprocess.run(
+                [str(ROOT / "scripts" / "scratch-postgres"), "--stop", str(scratch_pg)],
+                check=False,
+            )
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
