@@ -1642,7 +1642,8 @@ def main() -> int:
     }
     bench = Bench(args, plan, workdir, wrk)
     pg_dbs: list[str] = []
-    scratch_pg = workdir / "postgres"
+    # Not inside the 0700 scratch dir: the server runs as the postgres user.
+    scratch_pg = Path(tempfile.mkdtemp(prefix="budget-bench-pg-"))
     if args.pg_url is None and ("postgres" in only or args.profile in ("postgres", "both")):
         try:
             args.pg_url = subprocess.run(
