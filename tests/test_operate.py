@@ -110,7 +110,7 @@ def test_two_worker_processes_share_one_store(tmp_path: Path) -> None:
     """RECEIVER_WORKERS=2: two processes answer on one port over one store; SIGTERM stops both."""
     with running(tmp_path, {"RECEIVER_WORKERS": "2", "RECEIVER_LOG_FORMAT": "text"}) as d:
         with httpx.Client() as client:
-            for n in range(40):
+            for _ in range(40):
                 r = d.post_event(event("task.spend", "w-1", amount="1.25"), client=client)
                 assert r.status_code == 202, r.text
         assert d.task("w-1")["spent"] == "50.00"
