@@ -15,6 +15,8 @@ def parse_money(value: object, field: str) -> Decimal:
     """A non-negative, finite Decimal from a JSON number (parsed as Decimal) or string."""
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         raise InvalidEvent(f"{field}: must be a number or a decimal string", code="invalid_money")
+    if isinstance(value, str) and "_" in value:  # Decimal("1_000") would pass
+        raise InvalidEvent(f"{field}: digits only, like 1000.50", code="invalid_money")
     try:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:

@@ -194,6 +194,7 @@ BAD_MONEY = [
     D("NaN"),
     D("Infinity"),
     "abc",
+    "1_000",
     "",
     "1,50",
     "0x10",
