@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
@@ -16,10 +17,11 @@ from typing import Any
 from urllib.parse import quote
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, StoreUnavailable
 from .settings import Settings, load_settings
 
 EXIT_CONFIG = 2
+EXIT_STORE = 3
 
 
 def _fail_config(exc: ConfigError) -> int:
@@ -61,6 +63,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except ConfigError as exc:
         return _fail_config(exc)
+    try:
+        asyncio.run(_check_store(settings))
+    except StoreUnavailable as exc:
+        print(f"budget-receiver: {exc}", file=sys.stderr)
+        return EXIT_STORE
     if settings.workers > 1:
         # Each worker process builds its own app from the same settings, found through
         # the environment: the env file's path and the command line's overrides.
@@ -94,6 +101,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda signum, frame: None)
     server.run()
     return 0 if server.started else 1
+
+
+async def _check_store(settings: Settings) -> None:
+    """Open (and migrate) the store once before listening: a store that cannot open is one
+    clear line and exit 3, not a traceback from inside the server."""
+    from .store import open_store
+
+    store = open_store(settings)
+    await store.open()
+    await store.close()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -119,3 +121,18 @@ def test_two_worker_processes_share_one_store(tmp_path: Path) -> None:
     assert len(set(started)) == 2, d.log()
     assert d.log().count("Application shutdown complete.") == 2
     assert "Traceback" not in d.log()
+
+
+def test_a_store_that_cannot_open_is_one_clear_line(tmp_path: Path) -> None:
+    """A database that cannot be opened stops `serve` with exit 3 and one line, no traceback."""
+    env = tmp_path / "bad.env"
+    env.write_text(
+        "RECEIVER_ALLOW_UNSIGNED=true\n"
+        f"RECEIVER_DATABASE_URL=sqlite:///{tmp_path}/not-a-dir/receiver.db\n"
+    )
+    (tmp_path / "not-a-dir").write_text("a file where the directory should be")
+    out = subprocess.run([sys.executable, "-m", "receiver", "serve", "--env-file", str(env)],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 3, out.stderr
+    assert "cannot open SQLite database" in out.stderr
+    assert "Traceback" not in out.stderr
