@@ -75,6 +75,7 @@ class Dispatcher:
         self._leased: dict[int, float] = {}
         # A channel sends one message at a time; its rows wait for their turn here.
         self._turns: dict[str, asyncio.Lock] = {}
+        self._renewed_at = 0.0
         self._loop_task: asyncio.Task[None] | None = None
 
     @property
@@ -111,6 +112,7 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             try:
+                await self._renew_leases()
                 await self._claim_and_start()
                 timeout = await self._idle_timeout()
             except Exception:
@@ -120,6 +122,18 @@ class Dispatcher:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of deliveries still under way here (a slow halt call, a channel's
+        queue): another replica takes a row over only when this process stops renewing."""
+        now = self.clock()
+        if not self._in_flight or now - self._renewed_at < self.lease_seconds / 3:
+            return
+        until = now + self.lease_seconds
+        await self.store.renew(self.owner, list(self._in_flight), until)
+        self._renewed_at = now
+        for rid in self._in_flight:
+            self._leased[rid] = until
 
     async def _claim_and_start(self) -> None:
         while not self._stopping:

@@ -247,3 +247,24 @@ def test_bad_channel_url_stops_start_up_without_leaking(tmp_path: Path) -> None:
     assert "RECEIVER_NOTIFY_URLS" in out.stderr and "topsecret" not in out.stderr
     assert "Traceback" not in out.stderr
     _ = httpx  # imported for type parity with other e2e modules
+
+
+def test_a_halt_call_slower_than_the_lease_is_made_once(tmp_path: Path) -> None:
+    """Two daemons on one store, a 2 s lease, a platform that takes 5 s to answer: the
+    replica making the call keeps renewing its lease, so the other never calls too."""
+    with HttpSink() as http:
+        t = tid()
+        http.script(f"/tasks/{t}/halt", Reply.hanging(5))
+        settings = settings_for(http, RECEIVER_LEASE_SECONDS="2")
+        first = Daemon(tmp_path, settings).start()
+        second = Daemon(tmp_path, settings).start()
+        try:
+            first.post_event(event("task.created", t, budget="1", currency="USD"))
+            assert first.post_event(event("task.spend", t, spent="1")).status_code == 202
+            _wait_state(second, t, "halted", timeout=20)
+            time.sleep(2.5)  # a second caller would have shown up by now
+            calls = http.requests_to(f"/tasks/{t}/halt")
+            assert len(calls) == 1, [c.at_monotonic for c in calls]
+        finally:
+            first.stop()
+            second.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -103,6 +103,9 @@ class Store(Protocol):
 
     async def release(self, owner: str) -> None:
         """Give back every lease ``owner`` holds (graceful shutdown)."""
+
+    async def renew(self, owner: str, ids: Sequence[int], until: float) -> None:
+        """Extend ``owner``'s leases on rows ``ids`` (deliveries still under way) to ``until``."""
 
     async def next_due(self) -> float | None:
         """When the earliest pending row is due (or its lease ends), if any."""

@@ -11,7 +11,7 @@ so replicas starting together migrate once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
@@ -283,6 +283,16 @@ class PostgresStore:
         async with self._conn() as conn:
             await conn.execute(
                 "UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+                owner,
+            )
+
+    async def renew(self, owner: str, ids: Sequence[int], until: float) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE outbox SET lease_until = $1 "
+                "WHERE id = ANY($2::bigint[]) AND lease_owner = $3 AND status = 'pending'",
+                until,
+                list(ids),
                 owner,
             )
 

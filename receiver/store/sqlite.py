@@ -13,7 +13,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -292,6 +292,15 @@ class SQLiteStore:
             lambda c: c.execute(
                 "UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
                 (owner,),
+            )
+        )
+
+    async def renew(self, owner: str, ids: Sequence[int], until: float) -> None:
+        await self._write(
+            lambda c: c.executemany(
+                "UPDATE outbox SET lease_until = ? "
+                "WHERE id = ? AND lease_owner = ? AND status = 'pending'",
+                [(until, i, owner) for i in ids],
             )
         )
 
