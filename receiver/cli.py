@@ -215,7 +215,8 @@ def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def cmd_tasks(args: argparse.Namespace) -> int:
+def _call_api(args: argparse.Namespace, method: str, path: str, **kw: Any) -> int:
+    """One request to the daemon's API with the token from the flags, env or settings."""
     import httpx
 
     try:
@@ -235,23 +236,33 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     base = _base_url(settings, args.url)
     headers = {"authorization": f"Bearer {token}"}
-    task_path = "/v1/tasks/" + quote(getattr(args, "task_id", ""), safe="")
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
-            if args.action == "list":
-                params = {"limit": str(args.limit)} | ({"state": args.state} if args.state else {})
-                response = client.get("/v1/tasks", params=params)
-            elif args.action == "show":
-                response = client.get(task_path)
-            else:
-                doc = {"budget": args.budget, "reason": args.reason, "actor": args.actor}
-                response = client.post(task_path + "/resume", json=doc)
+            response = client.request(method, path, **kw)
     except httpx.HTTPError as exc:
         print(
             f"budget-receiver: cannot reach {base}: {exc}. Is the daemon running?", file=sys.stderr
         )
         return 1
     return _print_response(response)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        params = {"limit": str(args.limit)} | ({"state": args.state} if args.state else {})
+        return _call_api(args, "GET", "/v1/tasks", params=params)
+    task_path = "/v1/tasks/" + quote(args.task_id, safe="")
+    if args.action == "show":
+        return _call_api(args, "GET", task_path)
+    doc = {"budget": args.budget, "reason": args.reason, "actor": args.actor}
+    return _call_api(args, "POST", task_path + "/resume", json=doc)
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        params = {"limit": str(args.limit)} | ({"status": args.status} if args.status else {})
+        return _call_api(args, "GET", "/v1/deliveries", params=params)
+    return _call_api(args, "POST", f"/v1/deliveries/{args.delivery_id}/retry")
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
@@ -379,6 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     t_resume.add_argument("--reason", required=True, help="why it may go on (audit trail)")
     t_resume.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who resumes it")
     tasks.set_defaults(func=cmd_tasks)
+
+    deliveries = sub.add_parser("deliveries", help="list deliveries or replay a dead one")
+    deliveries_sub = deliveries.add_subparsers(dest="action", required=True, metavar="ACTION")
+    d_list = deliveries_sub.add_parser("list", help="list alerts and halt calls owed or made")
+    client_opts(d_list)
+    d_list.add_argument("--status", choices=["pending", "delivered", "dead"])
+    d_list.add_argument("--limit", type=int, default=100)
+    d_retry = deliveries_sub.add_parser("retry", help="replay a dead delivery (admin)")
+    client_opts(d_retry)
+    d_retry.add_argument("delivery_id", type=int)
+    deliveries.set_defaults(func=cmd_deliveries)
 
     notify = sub.add_parser("notify-test", help="send one test alert to every channel")
     env_file(notify)

@@ -127,7 +127,13 @@ def test_dead_halt_owes_a_critical_alert_and_can_be_replayed(
         dead = d.api("GET", "/v1/deliveries", params={"status": "dead"}).json()["deliveries"]
         (row,) = [x for x in dead if x["task_id"] == t]
         assert row["kind"] == "halt" and row["attempts"] == 2 and "503" in row["last_error"]
-        assert d.api("POST", f"/v1/deliveries/{row['id']}/retry").status_code == 200
+        cli = [sys.executable, "-m", "receiver", "deliveries"]
+        listed = subprocess.run([*cli, "list", "--status", "dead", "--env-file", str(d.env_file)],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert listed.returncode == 0 and f'"id": {row["id"]}' in listed.stdout, listed.stderr
+        retried = subprocess.run([*cli, "retry", str(row["id"]), "--env-file", str(d.env_file)],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert retried.returncode == 0 and '"status": "pending"' in retried.stdout, retried.stderr
         _wait_state(d, t, "halted")
         assert len(http.requests_to(f"/tasks/{t}/halt")) == 3
 
