@@ -142,6 +142,21 @@ def stats_from_rows(task_rows: Any, outbox_rows: Any) -> StoreStats:
     )
 
 
+def keyset_page(
+    columns: str, table: str, key: str, after: object, where: tuple[str, object] | None,
+    limit: int, mark: Callable[[int], str],
+) -> tuple[str, list[Any]]:  # fmt: skip
+    """SQL and arguments for one page of rows after ``after`` in ``key`` order, optionally
+    where one column equals a value; ``mark(n)`` is the dialect's n-th placeholder."""
+    args: list[Any] = [after]
+    sql = f"SELECT {columns} FROM {table} WHERE {key} > {mark(1)}"
+    if where is not None:
+        args.append(where[1])
+        sql += f" AND {where[0]} = {mark(2)}"
+    args.append(limit)
+    return sql + f" ORDER BY {key} LIMIT {mark(len(args))}", args
+
+
 # Row codecs shared by the backends -------------------------------------------------
 
 TASK_COLUMNS = (

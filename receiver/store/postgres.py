@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
@@ -33,6 +33,7 @@ from .base import (
     StoreStats,
     dumps,
     event_payload,
+    keyset_page,
     row_to_delivery,
     row_to_event,
     row_to_task,
@@ -88,6 +89,10 @@ _INSERT_OUTBOX = (
     "INSERT INTO outbox (kind, channel, task_id, payload, idempotency_key, status, "
     "attempts, next_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)"
 )
+
+
+def _mark(n: int) -> str:
+    return f"${n}"
 
 
 def redact_url(url: str) -> str:
@@ -201,13 +206,8 @@ class PostgresStore:
     ) -> list[Task]:
         if limit <= 0:
             return []
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id > $1"
-        args: list[Any] = [after or ""]
-        if state is not None:
-            sql += " AND state = $2"
-            args.append(state.value)
-        sql += f" ORDER BY task_id LIMIT ${len(args) + 1}"
-        args.append(limit)
+        where = None if state is None else ("state", state.value)
+        sql, args = keyset_page(TASK_COLUMNS, "tasks", "task_id", after or "", where, limit, _mark)
         async with self._conn() as conn:
             rows = await conn.fetch(sql, *args)
         return [row_to_task(tuple(r)) for r in rows]
@@ -315,13 +315,8 @@ class PostgresStore:
     ) -> list[Delivery]:
         if limit <= 0:
             return []
-        sql = f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE id > $1"
-        args: list[Any] = [after or 0]
-        if status is not None:
-            sql += " AND status = $2"
-            args.append(status.value)
-        sql += f" ORDER BY id LIMIT ${len(args) + 1}"
-        args.append(limit)
+        where = None if status is None else ("status", status.value)
+        sql, args = keyset_page(DELIVERY_COLUMNS, "outbox", "id", after or 0, where, limit, _mark)
         async with self._conn() as conn:
             rows = await conn.fetch(sql, *args)
         return [row_to_delivery(tuple(r)) for r in rows]

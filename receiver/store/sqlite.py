@@ -32,6 +32,7 @@ from .base import (
     StoreStats,
     dumps,
     event_payload,
+    keyset_page,
     row_to_delivery,
     row_to_event,
     row_to_task,
@@ -44,6 +45,10 @@ T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 MAX_BATCH = 256
 BUSY_TIMEOUT_MS = 5000
+
+
+def _mark(_: int) -> str:
+    return "?"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -215,13 +220,8 @@ class SQLiteStore:
     async def list_tasks(
         self, *, state: TaskState | None, after: str | None, limit: int
     ) -> list[Task]:
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id > ?"
-        args: list[Any] = [after or ""]
-        if state is not None:
-            sql += " AND state = ?"
-            args.append(state.value)
-        sql += " ORDER BY task_id LIMIT ?"
-        args.append(limit)
+        where = None if state is None else ("state", state.value)
+        sql, args = keyset_page(TASK_COLUMNS, "tasks", "task_id", after or "", where, limit, _mark)
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [row_to_task(r) for r in rows]
 
@@ -323,13 +323,8 @@ class SQLiteStore:
     async def list_deliveries(
         self, *, status: DeliveryStatus | None, after: int | None, limit: int
     ) -> list[Delivery]:
-        sql = f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE id > ?"
-        args: list[Any] = [after or 0]
-        if status is not None:
-            sql += " AND status = ?"
-            args.append(status.value)
-        sql += " ORDER BY id LIMIT ?"
-        args.append(limit)
+        where = None if status is None else ("status", status.value)
+        sql, args = keyset_page(DELIVERY_COLUMNS, "outbox", "id", after or 0, where, limit, _mark)
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [row_to_delivery(r) for r in rows]
 
