@@ -8,7 +8,9 @@
 
 The request carries the same Idempotency-Key on every retry of one halt, so the
 platform can tell a retry from a second halt. Error texts never hold the bearer
-token or the URL's credentials or query.
+token or the URL's credentials or query. Any other failure (a bug, a header that
+cannot be sent) is a RETRY with its error: every attempt counts, so a halt that can
+never succeed ends dead, with a person told, instead of being tried forever.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import httpx
 from . import __version__
 from .backoff import parse_retry_after
 from .errors import ConfigError
+from .ids import fits_one_path_segment
 from .logs import redact_url
 from .settings import Settings
 
@@ -78,9 +81,22 @@ class HaltCaller:
 
     async def call(self, payload: dict[str, Any], idempotency_key: str) -> HaltResult:
         """One attempt at halting ``payload["task_id"]``."""
-        url = self.url_for(str(payload.get("task_id", "")))
+        task_id = str(payload.get("task_id", ""))
+        if not fits_one_path_segment(task_id):
+            # Stored before ingest refused such ids: the URL would name another path.
+            return HaltResult(
+                HaltOutcome.REJECTED,
+                error=f"task id {task_id!r} cannot be one path segment of the halt URL",
+            )
+        try:
+            return await self._call(self.url_for(task_id), payload, idempotency_key)
+        except Exception as exc:
+            error = f"unexpected {type(exc).__name__}: {exc}"
+            return HaltResult(HaltOutcome.RETRY, error=self._clean(error, self._template))
+
+    async def _call(self, url: str, payload: dict[str, Any], idempotency_key: str) -> HaltResult:
         headers = {
-            "Idempotency-Key": idempotency_key,
+            "Idempotency-Key": _header_value(idempotency_key),
             "User-Agent": f"budget-receiver/{__version__}",
             "Accept": "application/json",
         }
@@ -126,6 +142,11 @@ class HaltCaller:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text[:_MAX_ERROR]
+
+
+def _header_value(text: str) -> str:
+    """Keys of rows stored by older versions may hold any text; a header holds ASCII."""
+    return text if text.isascii() and text.isprintable() else quote(text, safe="")
 
 
 def _snippet(response: httpx.Response) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,8 +45,7 @@ def rows_for(
                         "budget": fmt(task.budget),
                         "currency": task.currency,
                     },
-                    # The platform sees the same key on every retry of this halt.
-                    idempotency_key=f"halt:{task.task_id}:{event.event_id}",
+                    idempotency_key=halt_key(task.task_id, event),
                 )
             )
             continue
@@ -72,6 +72,14 @@ def rows_for(
                     )
                 )
     return tuple(items)
+
+
+def halt_key(task_id: str, event: BudgetEvent) -> str:
+    """The Idempotency-Key of the halt ``event`` owes: the same on every retry of that halt,
+    another for any other halt, and plain ASCII whatever text the ids hold (a header
+    value cannot carry the rest)."""
+    ids = "\0".join((task_id, event.source, event.event_id)).encode()
+    return "halt-" + hashlib.sha256(ids).hexdigest()[:32]
 
 
 def decider(event: BudgetEvent, policy: Policy, routes: Sequence[Route], now: float) -> Decide:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .ids import check_task_id
 from .metrics import Metrics
 from .model import Applied, BudgetEvent, Outcome
 from .outbox import Route, decider
@@ -26,6 +27,7 @@ class Recorder:
     metrics: Metrics = field(default_factory=Metrics)
 
     async def record(self, event: BudgetEvent) -> Applied:
+        check_task_id(event.task_id)  # every source: what is stored must be haltable
         now = self.clock()
         decide, count = self.metrics.tracking(decider(event, self.policy, self.routes, now))
         applied = await self.store.apply(event, decide, now)

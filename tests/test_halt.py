@@ -229,3 +229,42 @@ def test_a_non_http_url_is_a_config_error(sink: HttpSink, aio: asyncio.Runner) -
 
     with pytest.raises(ConfigError, match="RECEIVER_HALT_URL"):
         aio.run(build())
+
+
+def test_a_key_stored_with_non_ascii_text_is_sent_ascii(
+    sink: HttpSink, aio: asyncio.Runner
+) -> None:
+    """Rows stored by older versions may carry keys made of raw ids: sent percent-encoded,
+    the same on every retry, never a UnicodeEncodeError."""
+
+    async def go() -> list[HaltResult]:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            caller = HaltCaller(make_settings(sink), client)
+            return [await caller.call(PAYLOAD, "halt:ümlaut:msg-ü\n") for _ in range(2)]
+
+    assert [r.outcome for r in aio.run(go())] == [HaltOutcome.DONE, HaltOutcome.DONE]
+    keys = {r.headers["idempotency-key"] for r in sink.requests}
+    assert keys == {"halt%3A%C3%BCmlaut%3Amsg-%C3%BC%0A"}
+
+
+@pytest.mark.parametrize("task_id", [".", ".."])
+def test_dot_segment_ids_are_never_called(
+    sink: HttpSink, aio: asyncio.Runner, task_id: str
+) -> None:
+    """A task stored before ingest refused '.' and '..': no call to another path with the
+    token; REJECTED at once, so people are told to halt it by hand."""
+    result = call(aio, make_settings(sink), dict(PAYLOAD, task_id=task_id))
+    assert result.outcome is HaltOutcome.REJECTED
+    assert result.error is not None and "one path segment" in result.error
+    assert sink.requests == []
+
+
+def test_a_failure_that_is_no_http_answer_is_retried_with_its_error(
+    sink: HttpSink, aio: asyncio.Runner
+) -> None:
+    """Anything that goes wrong building or sending the request is an attempt that failed
+    (RETRY with the error), never an exception out of the caller."""
+    result = call(aio, make_settings(sink), dict(PAYLOAD, spent=object()))
+    assert result.outcome is HaltOutcome.RETRY
+    assert result.error is not None and "TypeError" in result.error
+    assert TOKEN not in result.error
