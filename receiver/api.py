@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -14,7 +13,8 @@ from starlette.routing import Route as HttpRoute
 from .auth import Role, Tokens
 from .errors import Conflict, InvalidEvent, NotFound, RequestRejected
 from .events import load_json
-from .model import BudgetEvent, EventType, Task, TaskState
+from .internal import resumed
+from .model import Task, TaskState
 from .money import parse_money
 from .record import Recorder
 from .state import GateReason, gate
@@ -147,17 +147,8 @@ class TaskApi:
         if not isinstance(actor, str) or not actor.strip() or len(actor) > 200:
             raise InvalidEvent("actor: a name of at most 200 characters")
         task = await self._task(request)
-        now = self.clock()
-        event = BudgetEvent(
-            event_id=f"resume:{uuid.uuid4()}",
-            source="admin",
-            type=EventType.RESUMED,
-            task_id=task.task_id,
-            occurred_at=now,
-            budget=budget,
-            actor=actor.strip(),
-            reason=reason.strip(),
-            payload={"type": EventType.RESUMED.value, "budget": str(budget)},
+        event = resumed(
+            task.task_id, budget, actor=actor.strip(), reason=reason.strip(), now=self.clock()
         )
         applied = await self.recorder.record(event)
         log.warning("task %s resumed by %s with budget %s: %s", task.task_id, actor, budget, reason)

@@ -21,10 +21,12 @@ from collections.abc import Callable, Sequence
 from .alerts import render
 from .backoff import next_attempt
 from .channels import Channel, send
+from .errors import StoreUnavailable
 from .halt import HaltCaller, HaltOutcome
+from .internal import halt_result
 from .metrics import Metrics
-from .model import BudgetEvent, EventType
-from .outbox import HALT_CHANNEL, Route, decider
+from .model import EventType
+from .outbox import Route, decider
 from .state import Policy
 from .store import Delivery, DeliveryStatus, Store
 from .store.base import FollowUp
@@ -171,9 +173,15 @@ class Dispatcher:
                 await self._deliver_alert(row)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # The lease runs out and the row is tried again; never lose it.
+        except StoreUnavailable:
+            # The result could not be recorded: the lease runs out and the row is tried again.
+            log.exception("delivery %s (%s): cannot record its result", row.id, row.channel)
+        except Exception as exc:
+            # Not a clean answer from the target: still an attempt, so a row that can never
+            # succeed ends dead (and a halt's people are told) instead of looping forever.
             log.exception("delivery %s (%s) failed unexpectedly", row.id, row.channel)
+            with contextlib.suppress(Exception):
+                await self._failed(row, f"unexpected {type(exc).__name__}: {exc}")
 
     async def _deliver_alert(self, row: Delivery) -> None:
         channel = self.channels.get(row.channel)
@@ -192,19 +200,7 @@ class Dispatcher:
             await self._settle(row, DeliveryStatus.DELIVERED)
             log.info("alert %s for task %s delivered to %s", row.id, row.task_id, channel.redacted)
             return
-        error = result.error or "failed"
-        if row.attempts + 1 >= self.max_attempts:
-            log.error(
-                "alert %s for task %s to %s is dead after %d attempts: %s",
-                row.id,
-                row.task_id,
-                channel.redacted,
-                row.attempts + 1,
-                error,
-            )
-            await self._settle(row, DeliveryStatus.DEAD, error)
-        else:
-            await self._retry(row, error, None)
+        await self._failed(row, result.error or "failed")
 
     async def _deliver_halt(self, row: Delivery) -> None:
         if self.halt is None:
@@ -230,45 +226,49 @@ class Dispatcher:
             )
             return
         error = result.error or f"HTTP {result.status}"
-        last = row.attempts + 1 >= self.max_attempts
-        if result.outcome is HaltOutcome.RETRY and not last:
-            await self._retry(row, error, result.retry_after)
+        final = result.outcome is not HaltOutcome.RETRY
+        await self._failed(row, error, retry_after=result.retry_after, final=final)
+
+    async def _failed(
+        self, row: Delivery, error: str, *, retry_after: float | None = None, final: bool = False
+    ) -> None:
+        """One failed attempt: retry later, or, after the last one (or a final answer), dead;
+        a dead halt call owes the task's people a critical alert."""
+        attempt = row.attempts + 1
+        if not final and attempt < self.max_attempts:
+            now = self.clock()
+            at = next_attempt(attempt, now=now, base=self.retry_base, cap=self.retry_cap,
+                              rand=self.rand(), retry_after=retry_after)  # fmt: skip
+            log.warning(
+                "delivery %s to %s failed (attempt %d): %s; next try in %.1f s",
+                row.id,
+                row.channel,
+                attempt,
+                error,
+                at - now,
+            )
+            await self._settle(row, DeliveryStatus.PENDING, error, next_at=at)
             return
-        log.error("halt call for task %s failed for good: %s; halt it by hand", row.task_id, error)
-        await self._settle(
-            row, DeliveryStatus.DEAD, error, follow_up=self._follow_up(row, EventType.HALT_FAILED)
-        )
-
-    async def _retry(self, row: Delivery, error: str, retry_after: float | None) -> None:
-        now = self.clock()
-        at = next_attempt(
-            row.attempts + 1,
-            now=now,
-            base=self.retry_base,
-            cap=self.retry_cap,
-            rand=self.rand(),
-            retry_after=retry_after,
-        )
-        log.warning(
-            "delivery %s to %s failed (attempt %d): %s; next try in %.1f s",
+        if row.kind == "halt":
+            log.error(
+                "halt call for task %s failed for good: %s; halt it by hand", row.task_id, error
+            )
+            follow_up = self._follow_up(row, EventType.HALT_FAILED, error)
+            await self._settle(row, DeliveryStatus.DEAD, error, follow_up=follow_up)
+            return
+        log.error(
+            "alert %s for task %s to %s is dead after %d attempts: %s",
             row.id,
+            row.task_id,
             row.channel,
-            row.attempts + 1,
+            attempt,
             error,
-            at - now,
         )
-        await self._settle(row, DeliveryStatus.PENDING, error, next_at=at)
+        await self._settle(row, DeliveryStatus.DEAD, error)
 
-    def _follow_up(self, row: Delivery, kind: EventType) -> FollowUp:
+    def _follow_up(self, row: Delivery, kind: EventType, error: str | None = None) -> FollowUp:
         now = self.clock()
-        event = BudgetEvent(
-            event_id=f"{kind.value}:{row.id}",
-            source="receiver",
-            type=kind,
-            task_id=row.task_id,
-            occurred_at=now,
-            payload={"type": kind.value, "delivery_id": row.id, "channel": HALT_CHANNEL},
-        )
+        event = halt_result(kind, task_id=row.task_id, delivery_id=row.id, now=now, error=error)
         decide, count = self.metrics.tracking(decider(event, self.policy, self.routes, now))
         return FollowUp(event, decide, count)
 

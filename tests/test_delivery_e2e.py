@@ -123,6 +123,7 @@ def test_dead_halt_owes_a_critical_alert_and_can_be_replayed(
         d.post_event(event("task.spend", t, spent="2"))
         failed = http.wait_for(1, "/a", timeout=15)[0].json
         assert "could not halt" in failed["title"] and failed["type"] == "failure"
+        assert "Last error: HTTP 503" in failed["message"]
         assert d.task(t)["state"] == "halting"
         dead = d.api("GET", "/v1/deliveries", params={"status": "dead"}).json()["deliveries"]
         (row,) = [x for x in dead if x["task_id"] == t]
