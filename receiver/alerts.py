@@ -23,10 +23,11 @@ import re
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from .model import AlertKind, Severity
+from .money import PERCENT_PRECISION
 
 NOTIFY_TYPES = {
     AlertKind.THRESHOLD: "warning",
@@ -254,7 +255,8 @@ def _percent(fraction: object) -> str | None:
     if fraction is None or isinstance(fraction, bool):
         return None
     try:
-        value = (Decimal(str(fraction)) * 100).quantize(Decimal("0.1"))
+        with localcontext(prec=PERCENT_PRECISION):
+            value = (Decimal(str(fraction)) * 100).quantize(Decimal("0.1"))
     except (InvalidOperation, ValueError):
         return None
     if not value.is_finite():

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
 from .errors import InvalidEvent
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_MAX_DIGITS = 30
+MAX_WHOLE_DIGITS = 15
+MAX_PLACES = 12
+"""Decimal places kept: far below any currency's minor unit or any one request's cost.
+Finer digits (a float's noise, like 0.30000000000000004, or 1E-999999) are rounded half
+to even. With at most 15 digits before the point, every figure has at most 27 digits and
+the sum of two at most 28: exact in Decimal's default context, and short to show."""
+_QUANTUM = Decimal(1).scaleb(-MAX_PLACES)
+PERCENT_PRECISION = 2 * (MAX_WHOLE_DIGITS + MAX_PLACES) + 4
+"""Enough digits to show spent / budget as a percentage exactly, for any two figures."""
 
 
 def parse_money(value: object, field: str) -> Decimal:
@@ -27,8 +35,15 @@ def parse_money(value: object, field: str) -> Decimal:
         raise InvalidEvent(f"{field}: must be finite", code="invalid_money")
     if amount < 0:
         raise InvalidEvent(f"{field}: must not be negative", code="invalid_money")
-    if len(amount.as_tuple().digits) > _MAX_DIGITS or amount.adjusted() > 18:
-        raise InvalidEvent(f"{field}: too many digits", code="invalid_money")
+    if amount.adjusted() >= MAX_WHOLE_DIGITS:
+        raise InvalidEvent(
+            f"{field}: at most {MAX_WHOLE_DIGITS} digits before the decimal point",
+            code="invalid_money",
+        )
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        with localcontext(prec=MAX_WHOLE_DIGITS + MAX_PLACES):
+            amount = amount.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN).normalize()
     return amount + 0  # normalises -0 to 0
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from string import Template
 
 from .model import Task, TaskState
-from .money import fmt
+from .money import PERCENT_PRECISION, fmt
 from .store.base import Delivery
 from .views import iso
 
@@ -107,7 +107,8 @@ def bar(task: Task, thresholds: Sequence[Decimal], halt_at: Decimal) -> Bar | No
 
 def pct(fraction: Decimal) -> str:
     """A fraction as a percentage, rounded down to 0.1 so 99.96 % never reads 100 %."""
-    value = (fraction * 100).quantize(Decimal("0.1"), rounding=ROUND_FLOOR)
+    with localcontext(prec=PERCENT_PRECISION):  # a 1E-12 budget's fraction has 28 digits
+        value = (fraction * 100).quantize(Decimal("0.1"), rounding=ROUND_FLOOR)
     text = f"{value:f}"
     return text.removesuffix(".0") + "%"
 

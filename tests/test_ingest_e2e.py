@@ -241,3 +241,29 @@ def test_storage_failure_is_503_and_changes_nothing(tmp_path: Path) -> None:
             lock.close()
         assert d.task(tid)["spent"] == "0"
         assert d.post_event(event("task.spend", tid, spent="5")).status_code == 202
+
+
+def _page(d: Daemon) -> httpx.Response:
+    """The status page, signed in with the read token."""
+    with httpx.Client(base_url=d.url, timeout=30) as client:
+        client.post("/login", data={"token": READ_TOKEN})
+        return client.get("/")
+
+
+def test_money_of_any_scale_never_breaks_a_view(daemon: Daemon) -> None:
+    """A budget of 1E-12 with the largest spend, and an amount of 1E-999999: accepted within
+    a bounded scale (12 decimal places, finer digits rounded), and every view (task, list,
+    timeline, status page) still answers 200 with a small body."""
+    tiny, crumbs = new_id("tiny"), new_id("crumbs")
+    daemon.post_event(event("task.created", tiny, budget="1E-12", currency="USD"))
+    daemon.post_event(event("task.spend", tiny, spent="999999999999999.999999999999"))
+    daemon.post_event(event("task.created", crumbs, budget="10", currency="USD"))
+    assert daemon.post_event(event("task.spend", crumbs, amount="1E-999999")).status_code == 202
+    assert daemon.post_event(event("task.spend", crumbs, amount=0.1 + 0.2)).status_code == 202
+    for path in (f"/v1/tasks/{tiny}", f"/v1/tasks/{crumbs}", "/v1/tasks", f"/v1/tasks/{crumbs}/events"):
+        r = daemon.api("GET", path, params={"limit": 500})
+        assert r.status_code == 200 and len(r.content) < 200_000, (path, len(r.content))
+    assert daemon.task(crumbs)["spent"] == "0.3"
+    assert daemon.task(tiny)["state"] == "halted"
+    page = _page(daemon)
+    assert page.status_code == 200 and tiny in page.text
