@@ -2,7 +2,8 @@
 
 Each message says which task (name, id, agent, source), where its money stands
 (spent of budget, percentage, remaining), what happened, and what to do next.
-Title is plain text; body is Markdown (apprise converts it per channel).
+Title is plain text; body is Markdown (apprise converts it per channel). A channel
+that blends the title into the body gets ``markdown_title``, escaped like the body.
 
 Kinds map to apprise notify types so channels colour them sensibly:
 
@@ -57,10 +58,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 class Message:
     """A rendered alert: ``notify_type`` is an apprise NotifyType value."""
 
-    title: str
-    body: str
+    title: str  # plain text
+    body: str  # Markdown
     notify_type: str
     severity: Severity
+
+    @property
+    def markdown_title(self) -> str:
+        """The title as Markdown text, for channels that put it into the (Markdown) body."""
+        return _md(self.title)
 
 
 def render(payload: dict[str, Any]) -> Message:

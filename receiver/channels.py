@@ -71,9 +71,15 @@ class Channel:
     id: str
     redacted: str
     severities: frozenset[Severity]
+    # Its service puts the title into the message text, where it is read (or converted by
+    # apprise) as Markdown like the body, so it must be escaped like the body.
+    blends_title: bool = False
     _apprise: apprise.Apprise | None = field(default=None, repr=False)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
     _redact: _Redactor = field(default_factory=lambda: _Redactor(()), repr=False)
+
+    def title_for(self, message: Message) -> str:
+        return message.markdown_title if self.blends_title else message.title
 
 
 def build_channels(settings: Settings) -> list[Channel]:
@@ -118,7 +124,8 @@ async def send(channel: Channel, message: Message) -> SendResult:
         alert_log.log(level, "%s\n%s", message.title, message.body)
         return SendResult(ok=True)
     loop = asyncio.get_running_loop()
-    work = functools.partial(_notify, channel._apprise, channel._redact, message)
+    title = channel.title_for(message)
+    work = functools.partial(_notify, channel._apprise, channel._redact, message, title)
     try:
         return await loop.run_in_executor(channel._executor, work)
     except RuntimeError as exc:  # the executor was shut down
@@ -182,6 +189,7 @@ def _assemble(
             id=channel_id,
             redacted=_url_of(plugin, privacy=True),
             severities=severities,
+            blends_title=plugin.title_maxlen <= 0,
             _apprise=target,
             _executor=ThreadPoolExecutor(1, thread_name_prefix=f"channel-{channel_id}"),
             _redact=redact,
@@ -249,12 +257,12 @@ def _reasons(records: Iterable[logging.LogRecord]) -> str:
 # --- sending ----------------------------------------------------------------------
 
 
-def _notify(target: apprise.Apprise, redact: _Redactor, message: Message) -> SendResult:
+def _notify(target: apprise.Apprise, redact: _Redactor, message: Message, title: str) -> SendResult:
     """Runs in the channel's own thread."""
     try:
         result = target.notify(
             body=message.body,
-            title=message.title,
+            title=title,
             notify_type=message.notify_type,
             body_format=apprise.NotifyFormat.MARKDOWN,
         )

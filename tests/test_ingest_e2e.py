@@ -260,7 +260,12 @@ def test_money_of_any_scale_never_breaks_a_view(daemon: Daemon) -> None:
     daemon.post_event(event("task.created", crumbs, budget="10", currency="USD"))
     assert daemon.post_event(event("task.spend", crumbs, amount="1E-999999")).status_code == 202
     assert daemon.post_event(event("task.spend", crumbs, amount=0.1 + 0.2)).status_code == 202
-    for path in (f"/v1/tasks/{tiny}", f"/v1/tasks/{crumbs}", "/v1/tasks", f"/v1/tasks/{crumbs}/events"):
+    for path in (
+        f"/v1/tasks/{tiny}",
+        f"/v1/tasks/{crumbs}",
+        "/v1/tasks",
+        f"/v1/tasks/{crumbs}/events",
+    ):
         r = daemon.api("GET", path, params={"limit": 500})
         assert r.status_code == 200 and len(r.content) < 200_000, (path, len(r.content))
     assert daemon.task(crumbs)["spent"] == "0.3"
