@@ -30,7 +30,8 @@ E = TypeVar("E", TaskState, DeliveryStatus)
 
 def _limit(request: Request, default: int = 100) -> int:
     raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    # "²" is a digit to isdigit() but not to int(); int() of 5,000 digits raises too.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_PAGE:
         raise RequestRejected(f"limit: a whole number from 1 to {MAX_PAGE}", code="invalid_query")
     return int(raw)
 
@@ -39,7 +40,7 @@ def _int_cursor(request: Request) -> int | None:
     raw = request.query_params.get("after")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise RequestRejected("after: the 'next' value of the previous page", code="invalid_query")
     return int(raw)
 

@@ -13,6 +13,7 @@ from .errors import Forbidden, Unauthorized
 
 SESSION_SECONDS = 12 * 3600
 CLOCK_SKEW_SECONDS = 300
+_MAX_ISSUED_DIGITS = 12  # unix seconds; int() refuses a string of over 4300 digits (a 500)
 
 
 class Role(StrEnum):
@@ -54,7 +55,8 @@ class Tokens:
         """The role a ``session_for`` value grants at ``now``; None if forged or expired."""
         name, _, rest = value.partition(".")
         issued, _, mac = rest.partition(".")
-        if name not in {r.value for r in Role} or not (issued.isascii() and issued.isdigit()):
+        digits = issued.isascii() and issued.isdigit() and len(issued) <= _MAX_ISSUED_DIGITS
+        if name not in {r.value for r in Role} or not digits:
             return None
         role = Role(name)
         expected = self._session_mac(role, issued)

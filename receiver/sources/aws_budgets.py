@@ -145,7 +145,7 @@ def _json_object(message: str) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(message, parse_float=Decimal)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) else None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ def split_jwt(jwt: str) -> Token:
         raise SignatureError("the bearer token is not a JWT")
     try:
         header, claims = json.loads(b64url(parts[0])), json.loads(b64url(parts[1]))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
         raise SignatureError("the JWT header or claims are not JSON") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise SignatureError("the JWT header and claims must be JSON objects")
@@ -76,7 +77,8 @@ def check_claims(claims: dict[str, Any], expected: Expected, now: float) -> None
     audiences = aud if isinstance(aud, list) else [aud]
     if expected.audience not in audiences:
         raise SignatureError("the JWT is for another audience", code="wrong_audience")
-    if claims.get("iss") not in expected.issuers:
+    iss = claims.get("iss")
+    if not isinstance(iss, str) or iss not in expected.issuers:  # a list is unhashable
         raise SignatureError("the JWT is not issued by Google")
     if claims.get("email") != expected.email or claims.get("email_verified") is not True:
         raise SignatureError("the JWT is not from the configured service account")
@@ -147,7 +149,7 @@ class JwksCache:
             response = await self.http.get(self.url)
             response.raise_for_status()
             doc = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, RecursionError) as exc:
             if self._keys and self._fetched_at is not None:
                 # Keep the keys we have and try again after min_refetch, not on every request.
                 self._fetched_at = now - self.ttl + self.min_refetch
@@ -158,6 +160,11 @@ class JwksCache:
 
 
 def _seconds(value: object) -> float | None:
+    """A finite number of seconds; None otherwise (float() of a 400-digit int overflows)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            return None
+        return seconds if math.isfinite(seconds) else None
     return None
