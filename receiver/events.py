@@ -14,7 +14,7 @@ from .money import parse_currency, parse_money
 ALIASES = {"task_budget_reached": EventType.REACHED}
 _PUBLIC_TYPES = {t.value: t for t in EventType if t not in INTERNAL_TYPES} | ALIASES
 _MAX_TEXT = 256
-_MAX_UNIX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_UNIX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def load_json(body: bytes) -> Any:
@@ -116,7 +116,7 @@ def _timestamp(value: object, fallback: float) -> float:
         # Bounded first: float() of a 400-digit int raises OverflowError (a 500), and of
         # Decimal("1e400") gives inf.
         finite = isinstance(value, int) or value.is_finite()
-        if finite and 0 <= value <= _MAX_UNIX_SECONDS:
+        if finite and 0 <= value <= MAX_UNIX_SECONDS:
             return float(value)
         raise InvalidEvent("timestamp: unix seconds between 1970 and 9999")
     if isinstance(value, str):
@@ -125,6 +125,9 @@ def _timestamp(value: object, fallback: float) -> float:
         except ValueError:
             pass
         else:
-            if moment.tzinfo is not None:
+            # A zone can push year 1 or 9999 past what the views can show again: refused.
+            if moment.tzinfo is not None and 0 <= moment.timestamp() <= MAX_UNIX_SECONDS:
                 return moment.timestamp()
-    raise InvalidEvent("timestamp: an RFC 3339 time with a zone, like 2026-11-28T10:00:00Z")
+    raise InvalidEvent(
+        "timestamp: an RFC 3339 time with a zone, from 1970 to 9999, like 2026-11-28T10:00:00Z"
+    )

@@ -402,6 +402,9 @@ def test_timestamp_inside_flat_data_is_used() -> None:
         D("NaN"),
         D("Infinity"),
         253_402_300_800,
+        "9999-12-31T23:59:59-23:59",  # year 10000 in UTC: no view can show it
+        "0001-01-01T00:00:00+23:59",  # year 0 in UTC
+        "1969-12-31T23:59:59Z",  # before 1970, as for unix seconds
     ],
     ids=repr,
 )

@@ -158,3 +158,28 @@ def test_an_odd_page_query_is_400(daemon: Daemon, path: str) -> None:
     response = daemon.api("GET", path)
     assert (response.status_code, response.json()["error"]) == (400, "invalid_query")
     assert response.json()["detail"]
+
+
+# --- times a zone pushes out of range ------------------------------------------------------
+
+
+@pytest.mark.parametrize("timestamp", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_a_time_no_view_can_show_is_422_and_stores_nothing(daemon: Daemon, timestamp: str) -> None:
+    """Accepted, such an event made its task's timeline a 500 for ever after."""
+    tid = f"t-time-{timestamp[:4]}"
+    doc = event("task.created", tid, budget="10", currency="USD") | {"timestamp": timestamp}
+    response = daemon.post_event(doc)
+    assert (response.status_code, response.json()["error"]) == (422, "invalid_event")
+    assert daemon.api("GET", f"/v1/tasks/{tid}").status_code == 404
+
+
+def test_an_out_of_range_publish_time_falls_back_to_now(daemon: Daemon) -> None:
+    """Pub/Sub's publishTime is only a hint: out of range, the event is taken at arrival."""
+    push = pubsub_push(budget_data(7), budget_id="late")
+    push["message"]["publishTime"] = push["message"]["publish_time"] = "9999-12-31T23:59:59-23:59"
+    response = httpx.post(daemon.url + "/webhooks/gcp-billing", json=push,
+                          headers={"authorization": f"Bearer {_signed()}"}, timeout=30)  # fmt: skip
+    assert response.status_code == 202, response.text
+    events = daemon.api("GET", f"/v1/tasks/{response.json()['task_id']}/events")
+    assert events.status_code == 200
+    assert events.json()["events"][0]["occurred_at"].startswith("20")

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..errors import InvalidEvent, RequestRejected, Unauthorized
+from ..events import MAX_UNIX_SECONDS
 from ..model import Applied, BudgetEvent, Outcome
 
 log = logging.getLogger("receiver.sources")
@@ -75,7 +76,9 @@ def rfc3339(value: object) -> float | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment.timestamp() if moment.tzinfo is not None else None
+    if moment.tzinfo is None or not 0 <= moment.timestamp() <= MAX_UNIX_SECONDS:
+        return None  # no zone, or a zone that moves year 1 or 9999 past what views can show
+    return moment.timestamp()
 
 
 def ignored(source: str, event_id: str, why: str) -> JSONResponse:
