@@ -5,6 +5,7 @@ Google's keys are played by a local HTTP server serving a JWKS the tests make.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -142,7 +143,12 @@ def test_signatures_are_checked(jwt: str) -> None:
         verify_jwt(split_jwt(jwt), GOOGLE.public_key(), EXPECTED, 1000)
 
 
-@pytest.mark.parametrize("jwt", ["", "a.b", "a.b.c.d", "!!.??.**", "e30.W10.AA"])
+NESTED = base64.urlsafe_b64encode(b"[" * 2000).decode().rstrip("=")  # RecursionError once
+
+
+@pytest.mark.parametrize(
+    "jwt", ["", "a.b", "a.b.c.d", "!!.??.**", "e30.W10.AA", f"{NESTED}.e30.AA", f"e30.{NESTED}.AA"]
+)
 def test_malformed_tokens(jwt: str) -> None:
     with pytest.raises(SignatureError):
         split_jwt(jwt)

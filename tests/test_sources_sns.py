@@ -205,6 +205,14 @@ def test_json_message_with_the_same_names() -> None:
     assert (event.task_id, event.spent, event.threshold) == ("aws:j", Decimal(30), Decimal("0.5"))
 
 
+def test_json_nested_past_the_stack_is_read_as_text() -> None:
+    """A Message of 5,000 nested '[' is not JSON to us (it was a RecursionError, a 500)."""
+    nested = '{"budgetName": ' + "[" * 5000
+    assert parse_alert(nested) is None
+    alert = parse_alert(nested + "\n" + budget_message("deep"))
+    assert alert is not None and alert.budget_name == "deep"
+
+
 def test_not_a_budget_alert() -> None:
     assert parse_alert("Hello from a CloudWatch alarm") is None
     usage = budget_message("u").replace("Budget Type: Cost", "Budget Type: Usage")
