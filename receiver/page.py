@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .auth import SESSION_SECONDS, Role, Tokens
-from .errors import StoreUnavailable
+from .errors import Forbidden, StoreUnavailable
 from .ingest import read_body
 from .model import Task
 from .page_html import RANK, Snapshot, render_login, render_status, render_unavailable
@@ -85,7 +85,7 @@ def page_routes(
     *,
     clock: Callable[[], float] = time.time,
 ) -> list[Route]:
-    """GET /, GET+POST /login, GET+POST /logout."""
+    """GET /, GET+POST /login, POST /logout (a GET is 405: no link or image can sign out)."""
 
     def role_of(request: Request) -> Role | None:
         return tokens.session_role(request.cookies.get(COOKIE, ""), clock())
@@ -146,6 +146,10 @@ def page_routes(
         return response
 
     async def logout(request: Request) -> Response:
+        # POST only, and not from another site: a form there could still post here (a
+        # top-level navigation may clear even a SameSite=Strict cookie).
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            raise Forbidden("sign out from the status page itself", code="cross_site")
         response = _see("/login")
         response.delete_cookie(
             COOKIE,
@@ -160,5 +164,5 @@ def page_routes(
         Route("/", status, methods=["GET"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
     ]

@@ -344,7 +344,8 @@ $refresh<title>$title</title>
 
 STATUS_BODY = """<header><h1>budget-receiver</h1><div class="counts">$counts</div>
 <div class="who">updated <time datetime="$updated">$updated</time> · refreshes every $refresh s
-· $role token · <a href="/logout">sign out</a></div></header>
+· $role token · <form class="signout" method="post" action="/logout">
+<button type="submit">sign out</button></form></div></header>
 <main>
 <section><h2>Tasks</h2>
 <p class="legend">Bar: spend against budget; thin marks at the warning thresholds ($marks),
@@ -388,6 +389,8 @@ header{display:flex;flex-wrap:wrap;align-items:center;gap:8px 20px;padding:12px 
 background:var(--card);border-bottom:1px solid var(--line)}
 header h1{font-size:18px;margin:0}
 .who{margin-left:auto;color:var(--muted);font-size:12px}
+.signout{display:inline}.signout button{padding:0;background:none;color:inherit;
+text-decoration:underline;font-size:12px}
 main{padding:8px 24px 24px}
 main.narrow{max-width:420px;margin:64px auto;background:var(--card);padding:24px;
 border:1px solid var(--line);border-radius:8px}

@@ -291,7 +291,8 @@ def client(t: Tokens | None = None, store: FakeStore | None = None, https: bool 
 
 
 def test_the_page_needs_a_session_and_the_form_sets_it() -> None:
-    """/ sends a stranger to /login; the right token sets a strict HttpOnly cookie; /logout ends it."""
+    """/ sends a stranger to /login; the right token sets a strict HttpOnly cookie; POST /logout
+    ends it."""
     with client() as c:
         first = c.get("/")
         assert first.status_code == 303 and first.headers["location"] == "/login"
@@ -316,7 +317,9 @@ def test_the_page_needs_a_session_and_the_form_sets_it() -> None:
         assert shown.headers["cache-control"] == "no-store"
         assert c.get("/login").headers["location"] == "/"  # signed in already
 
-        out = c.get("/logout")
+        assert c.get("/logout").status_code == 405  # a link or an <img> cannot sign out
+        assert c.get("/").status_code == 200
+        out = c.post("/logout")
         assert out.status_code == 303 and out.headers["location"] == "/login"
         assert "max-age=0" in out.headers["set-cookie"].lower()
         assert c.get("/").status_code == 303
@@ -474,7 +477,7 @@ def test_a_person_signs_in_and_sees_the_status(tmp_path: Path) -> None:
                 browser.wait_event("Page.loadEventFired", timeout=20)
                 assert browser.js("location.pathname") == "/"
 
-                browser.click_and_wait("a[href='/logout']")
+                browser.click_and_wait("form[action='/logout'] button")
                 assert browser.js("location.pathname") == "/login"
                 browser.goto(d.url + "/")
                 assert browser.js("location.pathname") == "/login"
@@ -516,3 +519,24 @@ def test_a_person_signs_in_and_sees_the_status(tmp_path: Path) -> None:
     for cells, dead_id in zip(seen["dead"], seen["deadIds"], strict=True):
         assert cells[-1] == f"POST /v1/deliveries/{dead_id}/retry"
     assert shot.stat().st_size > 10_000
+
+
+def test_only_the_page_itself_signs_out(tmp_path: Path) -> None:
+    """Through the daemon: GET /logout is 405 and a post from another site is 403, both
+    leaving the person signed in; the page's own sign-out form (a POST) ends the session."""
+    with running(tmp_path) as d, httpx.Client(base_url=d.url) as browser:
+        assert browser.post("/login", data={"token": READ_TOKEN}).status_code == 303
+        page_html = browser.get("/").text
+        assert '<form class="signout" method="post" action="/logout">' in page_html
+        assert 'href="/logout"' not in page_html
+
+        by_link = browser.get("/logout")
+        assert (by_link.status_code, by_link.json()["error"]) == (405, "method_not_allowed")
+        from_elsewhere = browser.post("/logout", headers={"sec-fetch-site": "cross-site"})
+        assert (from_elsewhere.status_code, from_elsewhere.json()["error"]) == (403, "cross_site")
+        assert "set-cookie" not in by_link.headers and "set-cookie" not in from_elsewhere.headers
+        assert browser.get("/").status_code == 200  # still signed in
+
+        out = browser.post("/logout", headers={"sec-fetch-site": "same-origin"})
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        assert browser.get("/").status_code == 303
