@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     litellm_token: SecretStr | None = None
     litellm_entity: Literal["key", "user", "team", "customer"] = "key"
     sns_topic_arns: Annotated[list[str], NoDecode] = []
-    sns_cert_host_pattern: str = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+    # 3+ characters of region, as AWS's own message validators: sns.s3.amazonaws.com is S3.
+    sns_cert_host_pattern: str = r"^sns\.[a-z0-9-]{3,}\.amazonaws\.com(\.cn)?$"
     gcp_audience: str | None = None
     gcp_service_account: str | None = None
     gcp_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"

@@ -18,9 +18,11 @@ import pytest
 
 from receiver.errors import SignatureError
 from receiver.model import EventType
+from receiver.settings import Settings
 from receiver.sources.aws_budgets import budget_event, parse_alert
 from receiver.sources.sns_signature import (
     check_certificate_url,
+    check_https_url,
     public_key_at,
     string_to_sign,
     verify_signature,
@@ -44,7 +46,7 @@ from tests.fixtures.sources_kit import (
 )
 
 LOCAL_HOSTS = r"^(127\.0\.0\.1|localhost)$"
-DEFAULT_HOSTS = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+DEFAULT_HOSTS = re.compile(Settings.model_fields["sns_cert_host_pattern"].default)
 SIGNER = rsa_key("sns-signer")
 
 
@@ -112,14 +114,37 @@ def test_another_key_fails() -> None:
         ("https://sns.us-east-1.amazonaws.com/somewhere-else", False),
         ("https://[::1/x.pem", False),
         (None, False),
+        ("https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-abc.pem", True),
+        ("https://sns.s3.amazonaws.com/SimpleNotificationService-abc.pem", False),  # S3
+        ("https://sns.s3.amazonaws.com.cn/SimpleNotificationService-abc.pem", False),
+        ("https://sns.ab.amazonaws.com/SimpleNotificationService-abc.pem", False),
     ],
 )
 def test_certificate_urls(url: Any, ok: bool) -> None:
+    """With the default RECEIVER_SNS_CERT_HOST_PATTERN: https, an SNS host, a .pem file."""
     if ok:
         assert check_certificate_url(url, DEFAULT_HOSTS) == url
     else:
         with pytest.raises(SignatureError):
             check_certificate_url(url, DEFAULT_HOSTS)
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=t", True),
+        ("https://sns.s3.amazonaws.com/?Action=ConfirmSubscription&Token=t", False),
+        ("https://sns.s3.amazonaws.com.cn/?Action=ConfirmSubscription&Token=t", False),
+    ],
+)
+def test_subscribe_urls(url: str, ok: bool) -> None:
+    """The SubscribeURL is held to the same default host pattern: an S3 bucket host is not SNS."""
+    if ok:
+        assert check_https_url(url, DEFAULT_HOSTS, "SubscribeURL") == url
+    else:
+        with pytest.raises(SignatureError) as caught:
+            check_https_url(url, DEFAULT_HOSTS, "SubscribeURL")
+        assert caught.value.code == "untrusted_certificate"
 
 
 def test_certificate_must_be_valid_now() -> None:
