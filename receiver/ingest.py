@@ -13,7 +13,7 @@ from .errors import PayloadTooLarge, SignatureError, UnsupportedMediaType
 from .events import load_json, parse_event
 from .model import Outcome
 from .record import Recorder
-from .verify import verify
+from .verify import is_signed, message_id, verify
 
 log = logging.getLogger("receiver.ingest")
 
@@ -58,12 +58,12 @@ class Ingest:
         self.max_body_bytes = max_body_bytes
 
     def event_id(self, body: bytes, request: Request, now: float) -> str:
-        signed = "webhook-signature" in request.headers
-        if self.keys and (signed or not self.allow_unsigned):
+        # A signature in either spelling is checked, even where unsigned requests are allowed.
+        if self.keys and (is_signed(request.headers) or not self.allow_unsigned):
             return verify(body, request.headers, self.keys, now, self.tolerance)
         if not self.allow_unsigned:
             raise SignatureError("no webhook secret is configured")
-        return request.headers.get("webhook-id") or "sha256:" + hashlib.sha256(body).hexdigest()
+        return message_id(request.headers) or "sha256:" + hashlib.sha256(body).hexdigest()
 
     async def handle(self, request: Request) -> JSONResponse:
         require_json(request)

@@ -257,6 +257,14 @@ def test_allow_unsigned_permits_no_secrets(flag: str, monkeypatch: pytest.Monkey
     assert s.webhook_secrets == []
 
 
+def test_unpadded_secret_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whsec_ secret without its trailing '=' (as senders' libraries print it) starts the
+    daemon, with the same key as the padded form."""
+    assert SECRET_A.endswith("=")
+    monkeypatch.setenv("RECEIVER_WEBHOOK_SECRETS", SECRET_A.rstrip("="))
+    assert load_settings().secret_keys == [b"a" * 32]
+
+
 @pytest.mark.parametrize(
     "secret",
     [

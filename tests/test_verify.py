@@ -8,7 +8,14 @@ from collections.abc import Callable
 import pytest
 
 from receiver.errors import SignatureError
-from receiver.verify import DEFAULT_TOLERANCE_SECONDS, decode_secret, sign, verify
+from receiver.verify import (
+    DEFAULT_TOLERANCE_SECONDS,
+    decode_secret,
+    is_signed,
+    message_id,
+    sign,
+    verify,
+)
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"o" * 24).decode()
@@ -247,7 +254,8 @@ def test_known_standard_webhooks_vector() -> None:
         "WHSEC_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "whsec_",
         "whsec_not base64 at all!!",
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS",  # bad padding
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwA",  # 33 characters: no padding can fix that
+        "whsec_" + base64.b64encode(b"k" * 16).decode().rstrip("=")[:-1],  # 15 bytes, unpadded
         "whsec_" + base64.b64encode(b"k" * 15).decode(),  # too short
         "whsec_" + base64.b64encode(b"k" * 8).decode(),
     ],
@@ -269,3 +277,85 @@ def test_decode_secret_error_does_not_echo_the_secret() -> None:
 def test_decode_secret_accepts_minimum_length() -> None:
     """A 16-byte key is the shortest accepted and decodes to the raw bytes."""
     assert decode_secret("whsec_" + base64.b64encode(b"k" * 16).decode()) == b"k" * 16
+
+
+@pytest.mark.parametrize("size", [16, 17, 18, 32, 33, 64])
+def test_decode_secret_accepts_unpadded_base64(size: int) -> None:
+    """A secret without its trailing '=' (as the standardwebhooks and svix libraries accept
+    it) is the same key as the padded one."""
+    key = bytes(range(size))
+    padded = "whsec_" + base64.b64encode(key).decode()
+    assert decode_secret(padded) == decode_secret(padded.rstrip("=")) == key
+
+
+# --- the svix spelling of the headers ------------------------------------------------------
+
+
+def svix(headers: dict[str, str]) -> dict[str, str]:
+    return {k.replace("webhook-", "svix-"): v for k, v in headers.items()}
+
+
+def test_svix_spelling_verifies_and_yields_the_svix_id() -> None:
+    """svix-id, svix-timestamp, svix-signature: the same scheme under the svix names."""
+    assert verify(BODY, svix(signed()), keys(SECRET), now=NOW) == MSG_ID
+    headers = {k.upper(): v for k, v in svix(signed()).items()}
+    assert verify(BODY, headers, keys(SECRET), now=NOW) == MSG_ID
+
+
+def test_svix_spelling_is_checked_like_the_other() -> None:
+    with pytest.raises(SignatureError):
+        verify(BODY, svix(signed(secret=OTHER_SECRET)), keys(SECRET), now=NOW)
+    with pytest.raises(SignatureError) as info:
+        verify(BODY, svix(_without("webhook-signature")), keys(SECRET), now=NOW)
+    assert info.value.code == "missing_signature"
+
+
+OTHER_ID = sign(SECRET, "msg_other", NOW, BODY)
+MIXED: list[tuple[str, dict[str, str]]] = [
+    ("svix set + another webhook-id", svix(GOOD) | {"webhook-id": "msg_other"}),
+    ("webhook set + another svix-id", GOOD | {"svix-id": "msg_other"}),
+    ("two full sets, two ids", svix(GOOD) | OTHER_ID),
+    ("webhook id, svix timestamp and signature",
+     {"webhook-id": MSG_ID, "svix-timestamp": str(NOW), "svix-signature": GOOD["webhook-signature"]}),
+    ("same ids, other signatures", svix(GOOD) | GOOD | {"webhook-signature": "v1,AAAA"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("headers", [h for _, h in MIXED], ids=[name for name, _ in MIXED])
+def test_mixed_spellings_are_refused(headers: dict[str, str]) -> None:
+    """Headers of both spellings that disagree: the id stored must be the id signed."""
+    with pytest.raises(SignatureError) as info:
+        verify(BODY, headers, keys(SECRET), now=NOW)
+    assert info.value.code == "mixed_signature_headers"
+    with pytest.raises(SignatureError):
+        message_id(headers)
+
+
+def test_both_spellings_saying_the_same_verify() -> None:
+    """A proxy or sender that sends both spellings of one set is fine."""
+    assert verify(BODY, GOOD | svix(GOOD), keys(SECRET), now=NOW) == MSG_ID
+
+
+@pytest.mark.parametrize(
+    ("headers", "signed_", "msg_id"),
+    [
+        ({}, False, None),
+        ({"webhook-id": "m1"}, False, "m1"),
+        ({"SVIX-ID": "m2"}, False, "m2"),
+        ({"svix-id": "m3", "svix-signature": "v1,x"}, True, "m3"),
+        ({"Webhook-Signature": "v1,x"}, True, None),
+    ],
+)
+def test_is_signed_and_message_id(
+    headers: dict[str, str], signed_: bool, msg_id: str | None
+) -> None:
+    """What ingest asks when unsigned requests are allowed: is there a signature to check,
+    and which id did the sender give?"""
+    assert is_signed(headers) is signed_
+    assert message_id(headers) == msg_id
+
+
+@pytest.mark.parametrize("bad", ["m" * 256, "msg\nid", "msg\x00id"])
+def test_message_id_refuses_what_verify_refuses(bad: str) -> None:
+    with pytest.raises(SignatureError):
+        message_id({"svix-id": bad})
