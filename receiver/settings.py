@@ -122,12 +122,27 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            raw = value.get_secret_value()
-            if is_placeholder(raw):
-                raise ValueError("still the placeholder from the example file: set a real token")
-            if len(raw) < 16:
-                raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 24`)")
+        if value is not None and is_placeholder(value.get_secret_value()):
+            raise ValueError("still the placeholder from the example file: set a real token")
+        return value
+
+    @field_validator("admin_token", "read_token", "metrics_token", "litellm_token", "gcp_token")
+    @classmethod
+    def _hard_to_guess(cls, value: SecretStr | None) -> SecretStr | None:
+        # Tokens the receiver checks. The halt token is the platform's to choose: no length rule.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return value
+
+    @field_validator("halt_token")
+    @classmethod
+    def _sendable(cls, value: SecretStr | None) -> SecretStr | None:
+        # Else every halt call fails to build its header, and no halt is ever made.
+        raw = "" if value is None else value.get_secret_value()
+        if value is not None and not (raw and all("!" <= c <= "~" for c in raw)):
+            raise ValueError(
+                "visible ASCII only, no spaces: it is sent as 'Authorization: Bearer <token>'"
+            )
         return value
 
     @field_validator("database_url")

@@ -93,6 +93,21 @@ def test_halt_is_called_once_and_the_task_is_halted(
         assert len(http.requests_to(f"/tasks/{t}/halt")) == 1
 
 
+def test_a_short_halt_token_of_the_platforms_choosing_starts_and_is_sent(
+    tmp_path: Path, sinks: tuple[HttpSink, SmtpSink]
+) -> None:
+    """The platform chooses its halt token: a short one starts the daemon and goes out as is
+    (it used to stop start-up with "use at least 16 characters")."""
+    http, _ = sinks
+    with running(tmp_path, settings_for(http, RECEIVER_HALT_TOKEN="pk_7Qx")) as d:
+        t = tid()
+        d.post_event(event("task.created", t, budget="1", currency="USD"))
+        assert d.post_event(event("task.spend", t, spent="1")).json()["state"] == "halting"
+        halt = http.wait_for(1, f"/tasks/{t}/halt")[0]
+        assert halt.headers["authorization"] == "Bearer pk_7Qx"
+        _wait_state(d, t, "halted")
+
+
 def test_platform_failing_twice_gets_three_calls_with_one_key(
     tmp_path: Path, sinks: tuple[HttpSink, SmtpSink]
 ) -> None:

@@ -351,12 +351,55 @@ def test_placeholder_tokens_are_refused(
     assert token not in str(error)
 
 
+CHECKED_TOKENS = [
+    "RECEIVER_ADMIN_TOKEN",
+    "RECEIVER_READ_TOKEN",
+    "RECEIVER_METRICS_TOKEN",
+    "RECEIVER_LITELLM_TOKEN",
+    "RECEIVER_GCP_TOKEN",
+]
+
+
+@pytest.mark.parametrize("field", CHECKED_TOKENS)
 @pytest.mark.parametrize("token", ["a", "0123456789abcde"])
-def test_short_tokens_are_refused(token: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An admin token under 16 characters is too easy to guess and is refused."""
+def test_short_tokens_are_refused(field: str, token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token the receiver checks, under 16 characters, is too easy to guess: refused."""
     monkeypatch.setenv("RECEIVER_WEBHOOK_SECRETS", SECRET_A)
-    monkeypatch.setenv("RECEIVER_ADMIN_TOKEN", token)
-    assert [p.split(":", 1)[0] for p in config_error().problems] == ["RECEIVER_ADMIN_TOKEN"]
+    monkeypatch.setenv(field, token)
+    assert [p.split(":", 1)[0] for p in config_error().problems] == [field]
+
+
+@pytest.mark.parametrize("token", ["k7", "pk_7Qx", "0123456789abcde", "Zm9v+YmFy/YmF6=="])
+def test_the_halt_token_is_the_platforms_to_choose(
+    token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver presents the halt token, it does not check it: any length will do."""
+    monkeypatch.setenv("RECEIVER_WEBHOOK_SECRETS", SECRET_A)
+    monkeypatch.setenv("RECEIVER_HALT_TOKEN", token)
+    halt_token = load_settings().halt_token
+    assert halt_token is not None and halt_token.get_secret_value() == token
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "t\u00f6ken-0123456789abcdef",  # long enough for the old rule, and still unsendable
+        "two words 0123456789abcdef",
+        "tab\there-0123456789abcdef",
+        "bell\x07-0123456789abcdef",
+        "t\u00f6k",
+    ],
+)
+def test_a_halt_token_that_cannot_be_sent_is_refused(
+    token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside visible ASCII every halt call would fail to build its header: refused at start,
+    without echoing the token."""
+    monkeypatch.setenv("RECEIVER_WEBHOOK_SECRETS", SECRET_A)
+    monkeypatch.setenv("RECEIVER_HALT_TOKEN", token)
+    error = config_error()
+    assert [p.split(":", 1)[0] for p in error.problems] == ["RECEIVER_HALT_TOKEN"]
+    assert token not in str(error)
 
 
 def test_apprise_config_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
