@@ -3,13 +3,15 @@
 Each value here once reached an int(), a json.loads or a datetime that raised
 something other than the receiver's own errors, and the daemon answered 500
 with a traceback in its log. One daemon serves every case: the canonical
-route, the task API, the status page, and /webhooks/gcp-billing configured
-for OIDC with a local stand-in for Google's key server.
+route, the task API, the status page, /webhooks/gcp-billing configured for
+OIDC with a local stand-in for Google's key server, and /webhooks/aws-budgets
+(refused before any certificate is fetched, so nothing leaves the machine).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from tests.daemon import READ_TOKEN, Daemon, event, running
 from tests.fixtures.sources_kit import (
     AUDIENCE,
     SERVICE_ACCOUNT,
+    TOPIC,
     StaticServer,
     budget_data,
     google_claims,
@@ -43,6 +46,7 @@ def daemon_(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             "RECEIVER_GCP_AUDIENCE": AUDIENCE,
             "RECEIVER_GCP_SERVICE_ACCOUNT": SERVICE_ACCOUNT,
             "RECEIVER_GCP_JWKS_URL": keys.url + "/certs",
+            "RECEIVER_SNS_TOPIC_ARNS": TOPIC,
         }
         with running(tmp_path_factory.mktemp("hostile"), settings) as d:
             yield d
@@ -183,3 +187,24 @@ def test_an_out_of_range_publish_time_falls_back_to_now(daemon: Daemon) -> None:
     events = daemon.api("GET", f"/v1/tasks/{response.json()['task_id']}/events")
     assert events.status_code == 200
     assert events.json()["events"][0]["occurred_at"].startswith("20")
+
+
+# --- SNS envelopes -------------------------------------------------------------------------
+
+ODD_ENVELOPES = {
+    "Type a list": ({"Type": ["Notification"], "TopicArn": TOPIC}, 422, "missing_field"),
+    "Type an object": ({"Type": {"a": 1}, "TopicArn": TOPIC}, 422, "missing_field"),
+    "TopicArn a list": ({"Type": "Notification", "TopicArn": [TOPIC]}, 403, "unknown_topic"),
+    "TopicArn an object": ({"Type": "Notification", "TopicArn": {}}, 403, "unknown_topic"),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_ENVELOPES.values()), ids=list(ODD_ENVELOPES))
+def test_an_odd_sns_envelope_is_refused_before_anything(
+    daemon: Daemon, case: tuple[dict[str, Any], int, str]
+) -> None:
+    """Unhashable values where SNS puts strings: refused, not a TypeError (a 500)."""
+    doc, status, code = case
+    response = httpx.post(daemon.url + "/webhooks/aws-budgets", content=json.dumps(doc),
+                          headers={"content-type": "text/plain"}, timeout=30)  # fmt: skip
+    assert (response.status_code, response.json()["error"]) == (status, code), response.text

@@ -39,7 +39,7 @@ def envelope(doc: Any) -> dict[str, Any]:
     """The SNS message as a dict with a known Type; InvalidEvent otherwise."""
     if not isinstance(doc, dict):
         raise InvalidEvent("body must be an SNS message (a JSON object)")
-    if doc.get("Type") not in TYPES:
+    if not isinstance(doc.get("Type"), str) or doc["Type"] not in TYPES:  # a list: unhashable
         raise InvalidEvent(f"Type: one of {', '.join(sorted(TYPES))}", code="missing_field")
     return doc
 
@@ -67,7 +67,7 @@ class SnsSource:
         body = await read_body(request, self.max_body_bytes)
         doc = envelope(load_json(body))
         topic = doc.get("TopicArn")
-        if topic not in self.topics:
+        if not isinstance(topic, str) or topic not in self.topics:
             raise Forbidden(
                 f"topic {topic!r} is not in RECEIVER_SNS_TOPIC_ARNS", code="unknown_topic"
             )
