@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .verify import SPELLINGS
 
 MONEY = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "example": "80.00"}
 NULLABLE_MONEY = {**MONEY, "nullable": True}
@@ -54,10 +55,12 @@ def _webhook(summary: str) -> dict[str, Any]:
         "post": {
             "summary": summary,
             "description": "Standard Webhooks: headers webhook-id, webhook-timestamp and "
-            "webhook-signature (v1,<base64 HMAC-SHA256>).",
+            "webhook-signature (v1,<base64 HMAC-SHA256>), or the same scheme under the svix "
+            "names svix-id, svix-timestamp, svix-signature (one spelling per request).",
             "parameters": [
                 {"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
-                for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+                for spelling in SPELLINGS
+                for h in spelling
             ],
             "requestBody": {
                 "required": True,
