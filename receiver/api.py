@@ -13,6 +13,7 @@ from starlette.routing import Route as HttpRoute
 from .auth import Role, Tokens
 from .errors import Conflict, InvalidEvent, NotFound, RequestRejected
 from .events import load_json
+from .ingest import read_body
 from .internal import resumed
 from .model import Task, TaskState
 from .money import parse_money
@@ -59,9 +60,7 @@ def _enum_query(request: Request, name: str, kind: type[E]) -> E | None:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_JSON_BODY:
-        raise RequestRejected("body too large", code="payload_too_large")
+    body = await read_body(request, MAX_JSON_BODY)
     doc = load_json(body or b"{}")
     if not isinstance(doc, dict):
         raise InvalidEvent("the body must be a JSON object")

@@ -160,7 +160,7 @@ def spec() -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("Gate"), "Allowed"),
                         "402": _json(_ref("Gate"), "Not allowed, with the reason"),
-                        **_errors(400, 401, 403, 404, 422, 503),
+                        **_errors(400, 401, 403, 404, 413, 422, 503),
                     },
                 }
             },
@@ -175,7 +175,7 @@ def spec() -> dict[str, Any]:
                                        "actor": {"type": "string"}}}}}},
                     "responses": {
                         **task_views,
-                        **_errors(400, 401, 403, 404, 409, 422, 503),
+                        **_errors(400, 401, 403, 404, 409, 413, 422, 503),
                     },
                 }
             },
