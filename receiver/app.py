@@ -19,6 +19,7 @@ from . import __version__
 from .api import TaskApi
 from .auth import Role, Tokens
 from .channels import build_channels, close_channels, routes
+from .connections import BodyDeadline
 from .dispatch import Dispatcher
 from .errors import RequestRejected, StoreUnavailable
 from .halt import HaltCaller
@@ -145,7 +146,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     ]
     return Starlette(
         routes=http_routes,
-        middleware=[Middleware(RequestTimer, metrics=metrics, routes=http_routes)],
+        middleware=[
+            Middleware(RequestTimer, metrics=metrics, routes=http_routes),
+            Middleware(BodyDeadline, seconds=settings.body_timeout_seconds),
+        ],
         exception_handlers={
             RequestRejected: _rejected,
             StoreUnavailable: _unavailable,

@@ -50,6 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .connections import Limits, protocol
     from .logs import setup_logging
 
     overrides: dict[str, Any] = {}
@@ -80,6 +81,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         host=settings.host,
         port=settings.port,
+        # Bounds on slow and greedy clients, in every worker process (receiver/connections.py).
+        http=protocol(Limits(settings.header_timeout_seconds, settings.max_connections)),
         log_config=None,
         access_log=False,
         server_header=False,

@@ -7,6 +7,7 @@
     │   ├── Unauthorized     401: missing or wrong API token
     │   ├── Forbidden        403: a token without the right, or an API that is off
     │   ├── NotFound         404
+    │   ├── RequestTimeout   408: the body did not arrive in time
     │   ├── Conflict         409: the task is not in a state that allows the action
     │   ├── PayloadTooLarge  413
     │   ├── UnsupportedMediaType 415
@@ -57,6 +58,11 @@ class InvalidEvent(RequestRejected):
 
 class CurrencyMismatch(InvalidEvent):
     code = "currency_mismatch"
+
+
+class RequestTimeout(RequestRejected):
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(RequestRejected):

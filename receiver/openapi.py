@@ -28,11 +28,12 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or wrong signature or token",
         403: "Token without the right, or this API is off",
         404: "Unknown task, delivery or route",
+        408: "The body did not arrive in time (RECEIVER_BODY_TIMEOUT_SECONDS)",
         409: "The task or delivery is not in a state that allows this",
         413: "Body too large",
         415: "Not JSON",
         422: "Not a valid event or request",
-        503: "Storage unavailable: retry later",
+        503: "Storage unavailable, or the connection limit reached: retry later",
     }
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
@@ -69,7 +70,7 @@ def _webhook(summary: str) -> dict[str, Any]:
             "responses": {
                 "202": _json(_ref("Accepted"), "Stored durably"),
                 "200": _json(_ref("Accepted"), "Duplicate (webhook-id seen) or ignored type"),
-                **_errors(400, 401, 413, 415, 422, 503),
+                **_errors(400, 401, 408, 413, 415, 422, 503),
             },
         }
     }
@@ -84,7 +85,7 @@ def _source(summary: str, auth: str) -> dict[str, Any]:
             "responses": {
                 "200": _json(_ref("Accepted"), "Recorded, duplicate or ignored"),
                 "202": _json(_ref("Accepted"), "Recorded"),
-                **_errors(400, 401, 403, 404, 413, 415, 422, 503),
+                **_errors(400, 401, 403, 404, 408, 413, 415, 422, 503),
                 "502": _json(_ref("Error"), "A certificate or key server could not be reached"),
             },
         }
@@ -160,7 +161,7 @@ def spec() -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("Gate"), "Allowed"),
                         "402": _json(_ref("Gate"), "Not allowed, with the reason"),
-                        **_errors(400, 401, 403, 404, 413, 422, 503),
+                        **_errors(400, 401, 403, 404, 408, 413, 422, 503),
                     },
                 }
             },
@@ -175,7 +176,7 @@ def spec() -> dict[str, Any]:
                                        "actor": {"type": "string"}}}}}},
                     "responses": {
                         **task_views,
-                        **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+                        **_errors(400, 401, 403, 404, 408, 409, 413, 422, 503),
                     },
                 }
             },

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, ge=1, le=200)
     # HTTP worker processes; each runs the whole pipeline against the shared store.
     workers: int = Field(1, ge=1, le=32)
+    # Slow clients: a request head within header_timeout of the connection opening or of
+    # the previous response, a body within body_timeout of being read; connections per worker.
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    max_connections: int = Field(512, ge=2, le=65536)
 
     # Other sources; each is off until its settings are given.
     litellm_token: SecretStr | None = None

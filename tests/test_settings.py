@@ -462,3 +462,25 @@ def test_secret_values_never_appear_in_config_errors(monkeypatch: pytest.MonkeyP
     assert "RECEIVER_DATABASE_URL" in text
     for fragment in SECRET_FRAGMENTS:
         assert fragment not in text, fragment
+
+
+def test_slow_client_limits_have_defaults_and_bounds(tmp_path: Path) -> None:
+    """Head and body deadlines and the connection limit default to 10 s, 30 s and 512, and
+    values that would refuse every request or wait for ever are named at start."""
+    s = load_settings(env_file(tmp_path, f"RECEIVER_WEBHOOK_SECRETS={SECRET_A}\n"))
+    assert (s.header_timeout_seconds, s.body_timeout_seconds, s.max_connections) == (10, 30, 512)
+    bad = env_file(
+        tmp_path,
+        f"""RECEIVER_WEBHOOK_SECRETS={SECRET_A}
+RECEIVER_HEADER_TIMEOUT_SECONDS=0
+RECEIVER_BODY_TIMEOUT_SECONDS=forever
+RECEIVER_MAX_CONNECTIONS=1
+""",
+        name="bad.env",
+    )
+    named = sorted(p.split(":", 1)[0] for p in config_error(bad).problems)
+    assert named == [
+        "RECEIVER_BODY_TIMEOUT_SECONDS",
+        "RECEIVER_HEADER_TIMEOUT_SECONDS",
+        "RECEIVER_MAX_CONNECTIONS",
+    ]
