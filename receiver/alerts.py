@@ -8,6 +8,8 @@ that blends the title into the body gets ``markdown_title``, escaped like the bo
 Kinds map to apprise notify types so channels colour them sensibly:
 
     threshold         warning   spend crossed a warning threshold
+    soft_budget       warning   spend crossed a soft budget (a line to warn at; nothing is stopped)
+    forecast          warning   the sender projects spend past a limit; nothing was applied
     halted            failure   spend reached the limit; the task is stopped
     halt_failed       failure   the halt call did not succeed: a person must stop it
     spend_after_halt  failure   a halted task reported more spend
@@ -37,6 +39,8 @@ NOTIFY_TYPES = {
     AlertKind.SPEND_AFTER_HALT: "failure",
     AlertKind.RESUMED: "info",
     AlertKind.TEST: "info",
+    AlertKind.SOFT_BUDGET: "warning",
+    AlertKind.FORECAST: "warning",
 }
 _SEVERITY_NOTIFY_TYPES = {
     Severity.INFO: "info",
@@ -47,6 +51,8 @@ _DEFAULT_SEVERITY = {
     AlertKind.THRESHOLD: Severity.WARNING,
     AlertKind.RESUMED: Severity.INFO,
     AlertKind.TEST: Severity.INFO,
+    AlertKind.SOFT_BUDGET: Severity.WARNING,
+    AlertKind.FORECAST: Severity.WARNING,
 }
 _MAX_FIELD = 200
 # Enough to stop untrusted text forming links, emphasis, HTML or tables.
@@ -177,6 +183,20 @@ def _story(kind: AlertKind | None, payload: dict[str, Any], f: _Facts) -> tuple[
             "platform now.",
             f"Budget warning: {f.label} passed {crossed} of its budget",
         )
+    if kind is AlertKind.SOFT_BUDGET:
+        soft = f.money(_text(payload.get("soft_budget")))
+        passed = _percent(payload.get("threshold"))
+        of_budget = f" and passed {passed} of its budget" if passed else ""
+        return (
+            f"Spend crossed the soft budget of {soft}{of_budget}. A soft budget is a line "
+            "to warn at: nothing was stopped.",
+            "Nothing if this spend is expected: the task is halted automatically when it "
+            "reaches its budget. If it should not be spending this much, stop it on the "
+            "platform now.",
+            f"Soft budget crossed: {f.label} passed its soft budget ({soft})",
+        )
+    if kind is AlertKind.FORECAST:
+        return _forecast_story(payload.get("forecast"), f)
     if kind is AlertKind.HALTED:
         if payload.get("event_type") == "task.halt_confirmed":
             how = "The platform accepted the halt call."
@@ -222,6 +242,25 @@ def _story(kind: AlertKind | None, payload: dict[str, Any], f: _Facts) -> tuple[
         f"Alert {_md(name)}." + (f" {_md(reason)}" if reason else ""),
         "Check the task on the platform.",
         f"Budget alert ({name}): {f.label}",
+    )
+
+
+def _forecast_story(forecast: object, f: _Facts) -> tuple[str, str, str]:
+    """A projection, told as one: nothing was counted, changed or stopped."""
+    facts = forecast if isinstance(forecast, dict) else {}
+    line = "soft budget" if facts.get("soft") is True else "budget"
+    limit, projected = _text(facts.get("limit")), _text(facts.get("projected_spend"))
+    when, spent = _text(facts.get("exceeds_on")), _text(facts.get("spent"))
+    past = f"its {line} of {f.money(limit)}" if limit else f"its {line}"
+    on = f" around {_md(when)}" if when else ""
+    by = f", reaching {f.money(projected)} by the end of its budget period" if projected else ""
+    so_far = f" The sender counts {f.money(spent)} spent so far." if spent else ""
+    return (
+        f"Forecast: at its current rate, spend passes {past}{on}{by}.{so_far} This is a "
+        "projection, not spend: the receiver did not count it, change the budget or halt.",
+        "Nothing if this spend is expected. If it is not, lower the task's usage or stop "
+        "it on the platform before the forecast comes true.",
+        f"Forecast: {f.label} is projected to pass its {line}",
     )
 
 

@@ -8,11 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import InvalidEvent, RequestRejected
-from .model import INTERNAL_TYPES, BudgetEvent, EventType
+from .model import INTERNAL_TYPES, SOURCE_ONLY_TYPES, BudgetEvent, EventType
 from .money import parse_currency, parse_money
 
 ALIASES = {"task_budget_reached": EventType.REACHED}
-_PUBLIC_TYPES = {t.value: t for t in EventType if t not in INTERNAL_TYPES} | ALIASES
+_PRIVATE_TYPES = INTERNAL_TYPES | SOURCE_ONLY_TYPES
+_PUBLIC_TYPES = {t.value: t for t in EventType if t not in _PRIVATE_TYPES} | ALIASES
 _MAX_TEXT = 256
 MAX_UNIX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 

@@ -26,9 +26,12 @@ class EventType(StrEnum):
     RESUMED = "task.resumed"
     HALT_CONFIRMED = "task.halt_confirmed"
     HALT_FAILED = "task.halt_failed"
+    # Made by a source from what its sender says, never accepted on /webhooks/budget.
+    FORECAST = "task.forecast"
 
 
 INTERNAL_TYPES = frozenset({EventType.RESUMED, EventType.HALT_CONFIRMED, EventType.HALT_FAILED})
+SOURCE_ONLY_TYPES = frozenset({EventType.FORECAST})
 
 
 class AlertKind(StrEnum):
@@ -38,6 +41,8 @@ class AlertKind(StrEnum):
     SPEND_AFTER_HALT = "spend_after_halt"
     RESUMED = "resumed"
     TEST = "test"
+    SOFT_BUDGET = "soft_budget"
+    FORECAST = "forecast"
 
 
 class Severity(StrEnum):
@@ -52,6 +57,17 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """A sender's projection that spend will pass ``limit``: news to warn about, never spend."""
+
+    limit: Decimal | None = None
+    projected_spend: Decimal | None = None  # by the end of the budget period
+    exceeds_on: str | None = None  # the sender's own words for when, e.g. "2026-11-28"
+    spent: Decimal | None = None  # spend so far by the sender's count, as it projected
+    soft: bool = False  # ``limit`` is a soft budget (a line to warn at), not the budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +88,9 @@ class BudgetEvent:
     threshold: Decimal | None = None
     actor: str | None = None
     reason: str | None = None
+    # A soft budget the sender says spend has crossed: a warning line, never the budget.
+    soft_budget: Decimal | None = None
+    forecast: Forecast | None = None
     payload: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +128,8 @@ class Alert:
     kind: AlertKind
     severity: Severity
     threshold: Decimal | None = None
+    soft_budget: Decimal | None = None
+    forecast: Forecast | None = None
 
 
 @dataclass(frozen=True, slots=True)

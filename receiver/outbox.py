@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .model import Alert, BudgetEvent, Decision, Halt, OutboxItem, Severity, Task
+from .model import Alert, BudgetEvent, Decision, Forecast, Halt, OutboxItem, Severity, Task
 from .money import fmt
 from .state import Policy, transition
 from .store.base import Decide
@@ -60,6 +61,10 @@ def rows_for(
             "at": now,
             "task": task_view(task),
         }
+        if effect.soft_budget is not None:
+            payload["soft_budget"] = fmt(effect.soft_budget)
+        if effect.forecast is not None:
+            payload["forecast"] = _forecast_view(effect.forecast)
         for route in routes:
             if effect.severity in route.severities:
                 items.append(
@@ -80,6 +85,16 @@ def halt_key(task_id: str, event: BudgetEvent) -> str:
     value cannot carry the rest)."""
     ids = "\0".join((task_id, event.source, event.event_id)).encode()
     return "halt-" + hashlib.sha256(ids).hexdigest()[:32]
+
+
+def _forecast_view(forecast: Forecast) -> dict[str, Any]:
+    return {
+        "limit": fmt(forecast.limit),
+        "projected_spend": fmt(forecast.projected_spend),
+        "exceeds_on": forecast.exceeds_on,
+        "spent": fmt(forecast.spent),
+        "soft": forecast.soft,
+    }
 
 
 def decider(event: BudgetEvent, policy: Policy, routes: Sequence[Route], now: float) -> Decide:

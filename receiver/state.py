@@ -2,6 +2,9 @@
 
 active -> warning -> halting -> halted        (any) -> completed
                                 halted/halting -- resume (a person) --> active|warning
+
+A forecast (a sender's projection) moves nothing: it only warns a spending task.
+A soft budget is a line to warn at, never a limit.
 """
 
 from __future__ import annotations
@@ -65,8 +68,10 @@ def transition(task: Task | None, event: BudgetEvent, policy: Policy, now: float
         if event.type in (EventType.RESUMED, EventType.HALT_CONFIRMED, EventType.HALT_FAILED):
             raise Conflict(f"task {event.task_id!r} does not exist", code="unknown_task")
         task = new_task(event, now)
+    if event.type is EventType.FORECAST:
+        return _forecast(task, event, now)
     before = task
-    task = _merge_details(task, event)
+    task = _merge_budget(_merge_details(task, event), event)
     effects: list[Effect] = []
 
     if event.type is EventType.RESUMED:
@@ -103,7 +108,8 @@ def transition(task: Task | None, event: BudgetEvent, policy: Policy, now: float
     # A budget of 0 has no used fraction, yet any spend at all is over it.
     reached = reached or (task.budget == 0 and task.spent > 0)
     if event.type is EventType.THRESHOLD and event.threshold is not None:
-        reached = reached or event.threshold >= policy.halt_at
+        # A soft budget is a line to warn at: only the spend itself can make it a halt.
+        reached = reached or (event.soft_budget is None and event.threshold >= policy.halt_at)
     crossed = _crossed_thresholds(task, event, policy, used)
     if crossed:
         alerted = tuple(sorted({*task.thresholds_alerted, *crossed}))
@@ -116,8 +122,9 @@ def transition(task: Task | None, event: BudgetEvent, policy: Policy, now: float
         else:
             task = dataclasses.replace(task, state=TaskState.HALTED, halted_at=now)
             effects.append(Alert(AlertKind.HALTED, Severity.CRITICAL))
-    elif crossed:
-        effects.append(Alert(AlertKind.THRESHOLD, Severity.WARNING, threshold=max(crossed)))
+    elif crossed or (event.soft_budget is not None and task.budget is None):
+        # Without a budget a soft budget is no fraction to remember: each crossing reported warns.
+        effects.append(_warning(event, max(crossed, default=None)))
     return Transition(dataclasses.replace(task, updated_at=now), tuple(effects))
 
 
@@ -138,21 +145,41 @@ def gate(task: Task, amount: Decimal = Decimal(0)) -> GateReason:
     return GateReason.ALLOWED
 
 
+def _forecast(task: Task, event: BudgetEvent, now: float) -> Transition:
+    """A projection is news, not spend: budget, spent and state stay; a spending task is warned."""
+    task = dataclasses.replace(_merge_details(task, event), updated_at=now)
+    if task.state not in SPENDING:
+        return Transition(task)  # already stopped or done: a forecast adds nothing
+    return Transition(task, (Alert(AlertKind.FORECAST, Severity.WARNING, forecast=event.forecast),))
+
+
+def _warning(event: BudgetEvent, threshold: Decimal | None) -> Alert:
+    if event.soft_budget is not None:
+        return Alert(
+            AlertKind.SOFT_BUDGET, Severity.WARNING, threshold, soft_budget=event.soft_budget
+        )
+    return Alert(AlertKind.THRESHOLD, Severity.WARNING, threshold=threshold)
+
+
 def _merge_details(task: Task, event: BudgetEvent) -> Task:
     if event.currency is not None and task.currency not in (None, event.currency):
         raise CurrencyMismatch(
             f"task {task.task_id!r} is in {task.currency}, the event says {event.currency}"
         )
-    # A webhook may set or move the budget of a running task; only a person's
-    # resume gives a stopped task a new one.
-    budget_locked = task.state in STOPPED and task.budget is not None
     return dataclasses.replace(
         task,
         task_name=event.task_name or task.task_name,
         agent_id=event.agent_id or task.agent_id,
         currency=event.currency or task.currency,
-        budget=task.budget if budget_locked or event.budget is None else event.budget,
     )
+
+
+def _merge_budget(task: Task, event: BudgetEvent) -> Task:
+    # A webhook may set or move the budget of a running task; only a person's
+    # resume gives a stopped task a new one.
+    if event.budget is None or (task.state in STOPPED and task.budget is not None):
+        return task
+    return dataclasses.replace(task, budget=event.budget)
 
 
 def _add_spend(task: Task, event: BudgetEvent) -> Task:

@@ -119,6 +119,8 @@ def test_flat_form_carries_its_fields() -> None:
         "task.resumed",
         "task.halt_confirmed",
         "task.halt_failed",
+        # a forecast comes only from a source that can tell one (LiteLLM's projections)
+        "task.forecast",
     ],
 )
 def test_unknown_type_is_ignored(type_name: str) -> None:

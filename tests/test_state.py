@@ -15,6 +15,7 @@ from receiver.model import (
     BudgetEvent,
     Effect,
     EventType,
+    Forecast,
     Halt,
     Severity,
     Task,
@@ -36,6 +37,9 @@ HALTED = Alert(AlertKind.HALTED, Severity.CRITICAL)
 HALT_FAILED = Alert(AlertKind.HALT_FAILED, Severity.CRITICAL)
 SPEND_AFTER_HALT = Alert(AlertKind.SPEND_AFTER_HALT, Severity.CRITICAL)
 RESUMED = Alert(AlertKind.RESUMED, Severity.INFO)
+# LiteLLM's projection: spend will pass the soft budget of 56 around the 28th.
+PROJECTION = Forecast(D("56"), D("130"), exceeds_on="2026-11-28", spent=D("60"), soft=True)
+FORECAST = Alert(AlertKind.FORECAST, Severity.WARNING, forecast=PROJECTION)
 
 
 def make_task(
@@ -60,7 +64,7 @@ def make_task(
 
 
 def ev(type_: EventType, n: int = 1, **kw: Any) -> BudgetEvent:
-    for name in ("budget", "spent", "amount", "threshold"):
+    for name in ("budget", "spent", "amount", "threshold", "soft_budget"):
         if isinstance(kw.get(name), str):
             kw[name] = D(kw[name])
     return BudgetEvent(
@@ -92,6 +96,8 @@ EVENTS = {
     "resumed": ev(EventType.RESUMED, budget="200", actor="ops@example.com", reason="raise"),
     "halt_confirmed": ev(EventType.HALT_CONFIRMED),
     "halt_failed": ev(EventType.HALT_FAILED),
+    # The figures a forecast carries are the sender's projection: none of them is applied.
+    "forecast": ev(EventType.FORECAST, budget="56", spent="130", forecast=PROJECTION),
 }
 
 S = TaskState
@@ -113,6 +119,7 @@ TABLE: dict[tuple[str, str], Any] = {
     ("active", "resumed"): Conflict,
     ("active", "halt_confirmed"): (S.ACTIVE, "10", ()),
     ("active", "halt_failed"): (S.ACTIVE, "10", ()),
+    ("active", "forecast"): (S.ACTIVE, "10", (FORECAST,)),
     # warning, spent 60 of 100, 0.5 alerted
     ("warning", "created"): (S.WARNING, "60", ()),
     ("warning", "spend_spent"): (S.WARNING, "95", (THRESHOLD_90,)),
@@ -123,6 +130,7 @@ TABLE: dict[tuple[str, str], Any] = {
     ("warning", "resumed"): Conflict,
     ("warning", "halt_confirmed"): (S.WARNING, "60", ()),
     ("warning", "halt_failed"): (S.WARNING, "60", ()),
+    ("warning", "forecast"): (S.WARNING, "60", (FORECAST,)),
     # halting, spent 100 of 100, halt call owed
     ("halting", "created"): (S.HALTING, "100", ()),
     ("halting", "spend_spent"): (S.HALTING, "100", ()),  # 95 < 100: late, changes nothing
@@ -133,6 +141,7 @@ TABLE: dict[tuple[str, str], Any] = {
     ("halting", "resumed"): (S.WARNING, "100", (RESUMED,)),
     ("halting", "halt_confirmed"): (S.HALTED, "100", (HALTED,)),
     ("halting", "halt_failed"): (S.HALTING, "100", (HALT_FAILED,)),
+    ("halting", "forecast"): (S.HALTING, "100", ()),
     # halted, spent 100 of 100
     ("halted", "created"): (S.HALTED, "100", ()),
     ("halted", "spend_spent"): (S.HALTED, "100", ()),
@@ -143,6 +152,7 @@ TABLE: dict[tuple[str, str], Any] = {
     ("halted", "resumed"): (S.WARNING, "100", (RESUMED,)),
     ("halted", "halt_confirmed"): (S.HALTED, "100", ()),
     ("halted", "halt_failed"): (S.HALTED, "100", ()),
+    ("halted", "forecast"): (S.HALTED, "100", ()),
     # completed, spent 40 of 100: spend is still counted, nothing else happens
     ("completed", "created"): (S.COMPLETED, "40", ()),
     ("completed", "spend_spent"): (S.COMPLETED, "95", ()),
@@ -153,6 +163,7 @@ TABLE: dict[tuple[str, str], Any] = {
     ("completed", "resumed"): Conflict,
     ("completed", "halt_confirmed"): (S.COMPLETED, "40", ()),
     ("completed", "halt_failed"): (S.COMPLETED, "40", ()),
+    ("completed", "forecast"): (S.COMPLETED, "40", ()),
 }
 
 
@@ -570,6 +581,71 @@ def test_zero_budget_halts_on_any_spend() -> None:
     result = transition(task, ev(EventType.SPEND, spent="0.01"), LOCAL, NOW)
     assert result.task.state is TaskState.HALTED
     assert result.effects == (HALTED,)
+
+
+# --- forecasts and soft budgets (what LiteLLM really sends) --------------------------
+
+
+@pytest.mark.parametrize("state", sorted(TASKS))
+def test_a_forecast_never_changes_budget_spend_or_state(state: str) -> None:
+    """A projection past a (soft) budget is news: budget, spent, thresholds and state stay."""
+    before = TASKS[state]
+    result = transition(before, EVENTS["forecast"], CALLS_OUT, NOW)
+    assert (result.task.budget, result.task.spent, result.task.state) == (
+        before.budget, before.spent, before.state,
+    )  # fmt: skip
+    assert result.task.thresholds_alerted == before.thresholds_alerted
+    assert not any(isinstance(e, Halt) for e in result.effects)
+
+
+def test_a_forecast_for_a_new_task_warns_and_sets_no_budget() -> None:
+    """LiteLLM's projected_limit_exceeded (or its relabelled budget_crossed) for a key never
+    seen: one forecast warning, and the soft budget it carries does not become the budget."""
+    result = transition(None, EVENTS["forecast"], LOCAL, NOW)
+    assert result.task.budget is None and result.task.spent == 0
+    assert result.task.state is TaskState.ACTIVE
+    assert result.effects == (FORECAST,)
+
+
+def test_a_forecast_past_the_limit_does_not_halt_and_later_spend_uses_the_real_budget() -> None:
+    """A task with a real budget of 100 hears a projection against a soft budget of 56 with
+    spend already past 56: no halt; real spend of 60 is 60 % of 100, not a crossed limit."""
+    task = make_task(spent="40")
+    after = transition(task, EVENTS["forecast"], CALLS_OUT, NOW).task
+    assert after.budget == D("100") and after.state is TaskState.ACTIVE
+    spend = transition(after, ev(EventType.SPEND, 2, spent="60"), CALLS_OUT, NOW + 1)
+    assert spend.task.state is TaskState.WARNING and spend.effects == (THRESHOLD_50,)
+
+
+def test_soft_budget_crossing_warns_as_a_soft_budget() -> None:
+    """Spend past a soft budget of 50 (of 100) owes one soft_budget warning that names it."""
+    event = ev(EventType.THRESHOLD, spent="51", threshold="0.5", soft_budget="50")
+    result = transition(make_task(spent="10"), event, CALLS_OUT, NOW)
+    assert result.task.state is TaskState.WARNING
+    assert result.effects == (
+        Alert(AlertKind.SOFT_BUDGET, Severity.WARNING, D("0.5"), soft_budget=D("50")),
+    )
+    again = transition(result.task, dataclasses.replace(event, event_id="e-2"), CALLS_OUT, NOW)
+    assert again.effects == ()  # the same crossing is not told twice
+
+
+def test_soft_budget_at_or_over_the_budget_never_halts_by_itself() -> None:
+    """A soft budget of 100 on a budget of 100 is a fraction of 1, yet spend of 60 is no halt."""
+    event = ev(EventType.THRESHOLD, spent="60", threshold="1", soft_budget="100")
+    result = transition(make_task(spent="10"), event, CALLS_OUT, NOW)
+    assert result.task.state is TaskState.WARNING
+    assert result.effects == (
+        Alert(AlertKind.SOFT_BUDGET, Severity.WARNING, D("0.5"), soft_budget=D("100")),
+    )
+
+
+def test_soft_budget_without_a_budget_warns_and_sets_none() -> None:
+    """No max budget: the soft budget is not a budget, yet its crossing is still told."""
+    event = ev(EventType.SPEND, spent="51", soft_budget="50")
+    result = transition(make_task(budget=None), event, CALLS_OUT, NOW)
+    assert result.task.budget is None and result.task.spent == D("51")
+    assert result.task.state is TaskState.ACTIVE
+    assert result.effects == (Alert(AlertKind.SOFT_BUDGET, Severity.WARNING, soft_budget=D("50")),)
 
 
 # --- gate ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from receiver.model import (
     BudgetEvent,
     Effect,
     EventType,
+    Forecast,
     Halt,
     Task,
     TaskState,
@@ -105,9 +106,10 @@ def test_final_spent_is_the_sum_of_increments(
 def _mixed_event(draw: st.DrawFn, n: int) -> BudgetEvent:
     kind = draw(
         st.sampled_from(
-            ["spent", "amount", "reached", "threshold", "budget", "confirmed", "failed"]
+            ["spent", "amount", "reached", "threshold", "budget", "confirmed", "failed",
+             "soft", "forecast"]
         )
-    )
+    )  # fmt: skip
     if kind == "spent":
         return event(n, EventType.SPEND, spent=draw(money))
     if kind == "amount":
@@ -121,7 +123,24 @@ def _mixed_event(draw: st.DrawFn, n: int) -> BudgetEvent:
         return event(n, EventType.SPEND, amount=D(0), budget=draw(budgets))
     if kind == "confirmed":
         return event(n, EventType.HALT_CONFIRMED)
+    if kind == "soft":
+        return soft_crossing(n, draw(money), draw(money), draw(budgets))
+    if kind == "forecast":
+        return forecast(n, draw(money), draw(money))
     return event(n, EventType.HALT_FAILED)
+
+
+def soft_crossing(n: int, spent: Decimal, soft: Decimal, budget: Decimal) -> BudgetEvent:
+    """LiteLLM's soft_budget_crossed as its source maps it (threshold = soft / budget, at most 1)."""
+    fraction = min((soft / budget).quantize(D("0.01"), rounding="ROUND_FLOOR"), D(1))
+    return event(n, EventType.THRESHOLD, spent=spent, budget=budget, threshold=fraction,
+                 soft_budget=soft)  # fmt: skip
+
+
+def forecast(n: int, limit: Decimal, projected: Decimal) -> BudgetEvent:
+    """LiteLLM's projection, with the soft budget in the budget field as LiteLLM sends it."""
+    projection = Forecast(limit=limit, projected_spend=projected, soft=True)
+    return event(n, EventType.FORECAST, budget=limit, spent=projected, forecast=projection)
 
 
 @st.composite
@@ -153,10 +172,10 @@ def test_each_threshold_alerts_at_most_once(events: list[BudgetEvent], policy: P
     counts = Counter(
         getattr(e, "threshold", None)
         for e in effects
-        if getattr(e, "kind", None) is AlertKind.THRESHOLD
+        if getattr(e, "kind", None) in (AlertKind.THRESHOLD, AlertKind.SOFT_BUDGET)
     )
     assert all(count == 1 for count in counts.values()), counts
-    assert None not in counts
+    assert None not in counts  # every task here has a budget, so every crossing has a fraction
 
 
 @CHECK
@@ -187,3 +206,40 @@ def test_thresholds_alerted_only_grows_and_stays_sorted(
         assert set(task.thresholds_alerted) <= set(after.thresholds_alerted)
         assert list(after.thresholds_alerted) == sorted(after.thresholds_alerted)
         task = after
+
+
+@CHECK
+@given(events=mixed_sequences(), policy=policies, n=st.integers(1, 31))
+def test_a_forecast_never_changes_budget_spent_or_state(
+    events: list[BudgetEvent], policy: Policy, n: int
+) -> None:
+    """Wherever a forecast arrives in any mix of events, budget, spent, state and alerted
+    thresholds are what they were, no halt is owed, and at most one forecast warning."""
+    task, _ = run(events, policy)
+    projection = forecast(n, D("56"), D("130"))
+    result = transition(task, projection, policy, T0 + 100)
+    after = result.task
+    assert (after.budget, after.spent, after.state, after.thresholds_alerted) == (
+        task.budget, task.spent, task.state, task.thresholds_alerted,
+    )  # fmt: skip
+    assert not any(isinstance(e, Halt) for e in result.effects)
+    assert [getattr(e, "kind", None) for e in result.effects] in ([], [AlertKind.FORECAST])
+
+
+@CHECK
+@given(
+    budget=budgets,
+    crossings=st.lists(st.tuples(money, money), max_size=20),
+    policy=policies,
+)
+def test_a_soft_budget_never_halts_while_spend_is_under_the_limit(
+    budget: Decimal, crossings: list[tuple[Decimal, Decimal]], policy: Policy
+) -> None:
+    """Soft-budget crossings of any size halt a task only when spend itself reaches the limit."""
+    evs = [created(budget)] + [
+        soft_crossing(n, spent, soft, budget) for n, (spent, soft) in enumerate(crossings, 1)
+    ]
+    task, effects = run(evs, policy)
+    stopped = any(isinstance(e, Halt) or getattr(e, "kind", None) is AlertKind.HALTED
+                  for e in effects)  # fmt: skip
+    assert stopped == (task.spent >= budget * policy.halt_at)
