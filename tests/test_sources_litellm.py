@@ -1,4 +1,8 @@
-"""LiteLLM budget alerts: the pure parser, and the route in the real app (in process)."""
+"""LiteLLM budget alerts: the pure parser, and the route in the real app (in process).
+
+Bodies named ``litellm_*.json`` other than the two documented examples were captured
+from LiteLLM 1.110.2's own alerting code (tests/fixtures/litellm_kit.py).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ import pytest
 
 from receiver.errors import InvalidEvent
 from receiver.events import load_json
-from receiver.model import EventType
-from receiver.sources.litellm import event_id_of, parse_litellm
+from receiver.model import EventType, Forecast
+from receiver.sources.litellm import event_id_of, is_webhook_test, parse_litellm
 from tests.fixtures.sources_kit import app_client, fixture_json, snapshot, task_of
 
 TOKEN = "litellm-shared-token-0123456789"
@@ -26,10 +30,13 @@ def alert(event: str = "threshold_crossed", **over: Any) -> dict[str, Any]:
     return doc
 
 
+def loaded(doc: Any) -> Any:
+    """``doc`` as the route reads it: through JSON, numbers as Decimal."""
+    return load_json(json.dumps(doc).encode())
+
+
 def parse(doc: Any, entity: Any = "key") -> Any:
-    """Parse ``doc`` as the route does: through JSON, numbers as Decimal."""
-    loaded = load_json(json.dumps(doc).encode())
-    return parse_litellm(loaded, entity=entity, event_id="e-1", now=1000.0)
+    return parse_litellm(loaded(doc), entity=entity, event_id="e-1", now=1000.0)
 
 
 # --- the parser (pure) -----------------------------------------------------------------
@@ -56,14 +63,6 @@ def parse(doc: Any, entity: Any = "key") -> Any:
             None,
         ),
         (alert("threshold_crossed", max_budget=None), EventType.SPEND, "85.0", None, None),
-        (
-            alert("projected_limit_exceeded", projected_spend=140.0),
-            EventType.SPEND,
-            "85.0",
-            "100.0",
-            None,
-        ),
-        (alert("spend_tracked"), EventType.SPEND, "85.0", "100.0", None),
     ],
 )
 def test_events_map_to_budget_events(
@@ -155,10 +154,73 @@ def test_invalid_payloads_are_refused(doc: Any, code: str) -> None:
 
 
 def test_event_id_is_a_hash_of_the_body() -> None:
-    body = json.dumps(alert()).encode()
-    assert event_id_of(body) == event_id_of(body)
-    assert event_id_of(body) != event_id_of(body + b" ")
-    assert event_id_of(body).startswith("litellm:sha256:")
+    doc = alert()
+    body = json.dumps(doc).encode()
+    assert event_id_of(body, doc) == event_id_of(body, doc)
+    assert event_id_of(body, doc) != event_id_of(body + b" ", doc)
+    assert event_id_of(body, doc).startswith("litellm:sha256:")
+
+
+def test_each_spend_tracked_body_is_its_own_event() -> None:
+    """LiteLLM sends one spend_tracked per request, with no id and no retry: two equal
+    bodies are two requests, so they get two ids."""
+    doc = fixture_json("litellm_spend_tracked.json")
+    body = json.dumps(doc).encode()
+    first, second = event_id_of(body, doc), event_id_of(body, doc)
+    assert first != second and first.startswith("litellm:request:")
+
+
+def test_spend_tracked_is_one_requests_cost() -> None:
+    """spend_tracked carries one request's response_cost: an increment, never a total."""
+    event = parse(fixture_json("litellm_spend_tracked.json"), "customer")
+    assert event is not None
+    assert (event.type, event.task_id, event.task_name) == (
+        EventType.SPEND, "litellm:customer:acme", None,
+    )  # fmt: skip
+    assert (event.amount, event.spent, event.budget) == (Decimal("0.025"), None, Decimal("0.04"))
+
+
+@pytest.mark.parametrize(
+    "name", ["litellm_projected_limit_exceeded.json", "litellm_projection_relabelled.json"]
+)
+def test_a_projection_is_a_forecast_even_when_relabelled(name: str) -> None:
+    """LiteLLM puts the soft budget in max_budget and relabels the projection budget_crossed
+    once spend passes it: still a forecast, with no budget, spend or threshold to apply."""
+    event = parse(fixture_json(name))
+    assert event is not None and event.type is EventType.FORECAST
+    assert event.task_id == "litellm:key:research-agent"
+    assert (event.budget, event.spent, event.amount, event.threshold) == (None, None, None, None)
+    spent = Decimal(str(fixture_json(name)["spend"]))
+    assert event.forecast == Forecast(
+        Decimal("56.0"), Decimal("130.5"), exceeds_on="2026-11-28", spent=spent, soft=True
+    )
+
+
+def test_soft_budget_crossed_carries_the_soft_budget() -> None:
+    """The soft budget is a warning line beside the real max_budget, which stays the budget."""
+    event = parse(fixture_json("litellm_soft_budget_crossed.json"))
+    assert event is not None
+    assert (event.type, event.budget, event.spent) == (
+        EventType.THRESHOLD, Decimal("100.0"), Decimal("51.0"),
+    )  # fmt: skip
+    assert (event.threshold, event.soft_budget) == (Decimal("0.5"), Decimal("50.0"))
+    bare = parse(fixture_json("litellm_soft_budget_crossed.json") | {"max_budget": None})
+    assert bare is not None
+    assert (bare.type, bare.budget, bare.soft_budget) == (EventType.SPEND, None, Decimal("50.0"))
+
+
+def test_litellms_webhook_test_is_recognised() -> None:
+    """The /health/services?service=webhook alert, and nothing a real budget sends."""
+    assert is_webhook_test(loaded(fixture_json("litellm_webhook_test.json")))
+    for doc in (
+        fixture_json("litellm_budget_crossed.json"),
+        alert("budget_crossed", spend=1, max_budget=0),
+        alert("budget_crossed", spend=1, max_budget=0, event_group="user",
+              event_message="User Budget: Budget Crossed"),
+        alert("budget_crossed", spend=1, max_budget=5, event_message="User Budget: x"),
+        [],
+    ):  # fmt: skip
+        assert not is_webhook_test(loaded(doc))
 
 
 # --- the route, in the real app ------------------------------------------------------------
@@ -223,4 +285,48 @@ def test_invalid_payload_is_422(tmp_path: Path) -> None:
     with app_client(tmp_path, litellm_token=TOKEN) as client:
         response = client.post(f"/webhooks/litellm?token={TOKEN}", json=alert(spend=-3))
         assert response.status_code == 422 and response.json()["error"] == "invalid_money"
+        assert snapshot(client) == []
+
+
+def test_two_equal_spend_tracked_bodies_count_twice(tmp_path: Path) -> None:
+    """Two requests of 0.025 against a customer budget of 0.04: both count, and it halts."""
+    with app_client(tmp_path, litellm_token=TOKEN, litellm_entity="customer") as client:
+        body = json.dumps(fixture_json("litellm_spend_tracked.json")).encode()
+        headers = {"content-type": "application/json"}
+        answers = [
+            client.post(f"/webhooks/litellm?token={TOKEN}", content=body, headers=headers)
+            for _ in range(2)
+        ]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert [a.json()["status"] for a in answers] == ["accepted", "accepted"]
+        assert [a.json()["state"] for a in answers] == ["warning", "halted"]
+        view = task_of(client, "litellm:customer:acme")
+        assert view is not None and (view["spent"], view["budget"]) == ("0.050", "0.04")
+
+
+def test_a_relabelled_projection_moves_no_budget_and_halts_nothing(tmp_path: Path) -> None:
+    """A key with a real budget of 100 past its soft budget; LiteLLM's projection against
+    the soft budget of 56, relabelled budget_crossed, is answered and changes nothing."""
+    with app_client(tmp_path, litellm_token=TOKEN) as client:
+        path = f"/webhooks/litellm?token={TOKEN}"
+        soft = client.post(path, json=fixture_json("litellm_soft_budget_crossed.json"))
+        assert soft.status_code == 200 and soft.json()["state"] == "warning"
+        before = task_of(client, "litellm:key:research-agent")
+        projection = client.post(path, json=fixture_json("litellm_projection_relabelled.json"))
+        assert projection.status_code == 200, projection.text
+        assert projection.json()["status"] == "accepted"
+        after = task_of(client, "litellm:key:research-agent")
+        assert before is not None and after is not None
+        assert (after["budget"], after["spent"], after["state"], after["allowed"]) == (
+            "100.0", "51.0", "warning", True,
+        )  # fmt: skip
+        assert after["thresholds_alerted"] == before["thresholds_alerted"]
+
+
+def test_litellms_webhook_test_is_answered_and_changes_nothing(tmp_path: Path) -> None:
+    with app_client(tmp_path, litellm_token=TOKEN) as client:
+        response = client.post(
+            f"/webhooks/litellm?token={TOKEN}", json=fixture_json("litellm_webhook_test.json")
+        )
+        assert response.status_code == 200 and response.json()["status"] == "ignored"
         assert snapshot(client) == []
