@@ -1,5 +1,7 @@
 """End to end through `budget-receiver serve`: each real sender drives a task to warning
 and then to halted, with alerts delivered to a json:// channel and the halt call made.
+LiteLLM's own alerting code (tests/fixtures/litellm_kit.py) posts its webhooks to the
+daemon as LiteLLM's proxy would.
 
 Local stand-ins: an HTTPS server with the SNS signing certificate (trusted through
 SSL_CERT_FILE, as a deployment trusts its CA bundle), an HTTP server with Google's
@@ -8,9 +10,12 @@ JWKS, and an HttpSink as both the apprise json:// channel and the halt endpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
@@ -56,27 +61,10 @@ class Rig:
                           headers={"content-type": "application/json", **(headers or {})}, timeout=30)  # fmt: skip
 
     def alerts(self, task_id: str, count: int) -> list[dict[str, Any]]:
-        """Wait for ``count`` alerts about ``task_id`` on the json:// channel."""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            found = [
-                r.json for r in self.sink.requests_to("/alerts") if task_id in r.json["message"]
-            ]
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(
-            f"{count} alert(s) about {task_id} not delivered:\n{self.daemon.log()}"
-        )
+        return wait_alerts(self.sink, self.daemon, task_id, count)
 
     def halted(self, task_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            view = self.daemon.task(task_id)
-            if view["state"] == "halted":
-                return view
-            time.sleep(0.05)
-        raise AssertionError(f"{task_id} never halted: {self.daemon.task(task_id)}")
+        return wait_halted(self.daemon, task_id)
 
     def check_story(
         self, task_id: str, warn: Callable[[], httpx.Response], reach: Callable[[], httpx.Response]
@@ -99,6 +87,27 @@ class Rig:
         assert view["allowed"] is False
         alerts = self.alerts(task_id, 2)
         assert alerts[-1]["type"] == "failure" and "halted" in alerts[-1]["title"].lower()
+
+
+def wait_alerts(sink: HttpSink, daemon: Daemon, task_id: str, count: int) -> list[dict[str, Any]]:
+    """Wait for ``count`` alerts about ``task_id`` on the json:// channel."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = [r.json for r in sink.requests_to("/alerts") if task_id in r.json["message"]]
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{count} alert(s) about {task_id} not delivered:\n{daemon.log()}")
+
+
+def wait_halted(daemon: Daemon, task_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        view = daemon.task(task_id)
+        if view["state"] == "halted":
+            return view
+        time.sleep(0.05)
+    raise AssertionError(f"{task_id} never halted: {daemon.task(task_id)}")
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +199,153 @@ def test_gcp_billing_over_pubsub(rig: Rig) -> None:
         rig.post("/webhooks/gcp-billing", body, {"authorization": f"Bearer {expired}"}).status_code
         == 401
     )
+
+
+# --- LiteLLM's own alerting code against the daemon ----------------------------------------
+
+
+class LiteLLMRig:
+    """Two daemons, one tracking LiteLLM keys and one its customers; LiteLLM posts to them."""
+
+    def __init__(self, kit: ModuleType, keys: Daemon, customers: Daemon, sink: HttpSink) -> None:
+        self.kit, self.keys, self.customers, self.sink = kit, keys, customers, sink
+
+    def litellm(self, daemon: Daemon) -> Any:
+        """A LiteLLM proxy's alerting (its own de-duplication cache) aimed at ``daemon``."""
+        return self.kit.LiteLLM(f"{daemon.url}/webhooks/litellm?token={LITELLM_TOKEN}")
+
+    def alerts(self, task_id: str, count: int) -> list[dict[str, Any]]:
+        return wait_alerts(self.sink, self.keys, task_id, count)
+
+    def halt_calls(self, task_id: str) -> list[Any]:
+        return self.sink.requests_to(f"/tasks/{quote(task_id, safe='')}/halt")
+
+
+@pytest.fixture(scope="module")
+def litellm_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMRig]:
+    from tests.fixtures import litellm_kit as kit  # imports LiteLLM: only for these tests
+
+    with HttpSink() as sink:
+        daemons = []
+        for entity in ("key", "customer"):
+            settings = {
+                "RECEIVER_NOTIFY_URLS": f"json://127.0.0.1:{sink.port}/alerts",
+                "RECEIVER_HALT_URL": f"{sink.url}/tasks/{{task_id}}/halt",
+                "RECEIVER_LITELLM_TOKEN": LITELLM_TOKEN,
+                "RECEIVER_LITELLM_ENTITY": entity,
+            }
+            daemons.append(Daemon(tmp_path_factory.mktemp(entity), settings).start())
+        try:
+            yield LiteLLMRig(kit, daemons[0], daemons[1], sink)
+        finally:
+            for daemon in daemons:
+                daemon.stop()
+        # Importing and driving LiteLLM reached nothing but this machine.
+        assert kit.outside() == []
+
+
+def test_litellm_customer_requests_add_up_and_halt(litellm_rig: LiteLLMRig) -> None:
+    """Four requests of 0.02-0.03 against a customer budget of 0.04: each one's cost counts,
+    so the second one halts the customer's task (one halt call), and later ones are counted."""
+    litellm = litellm_rig.litellm(litellm_rig.customers)
+    for cost in (0.02, 0.03, 0.025, 0.02):
+        litellm.customer_request(cost, customer="acme", token="5f1c6b3f2a0e9d84",
+                                 key_alias="shop-bot", max_budget=0.04)  # fmt: skip
+    assert [p.status for p in litellm.posts] == [200] * 4
+    view = wait_halted(litellm_rig.customers, "litellm:customer:acme")
+    assert (view["spent"], view["budget"], view["allowed"]) == ("0.095", "0.04", False)
+    [call] = litellm_rig.sink.wait_for(1, "/tasks/litellm%3Acustomer%3Aacme/halt", timeout=15)
+    assert call.json["reason"] == "limit_reached"
+
+
+def test_litellm_two_equal_requests_count_twice(litellm_rig: LiteLLMRig) -> None:
+    """Two requests that cost the same give LiteLLM two identical bodies: two events."""
+    litellm = litellm_rig.litellm(litellm_rig.customers)
+    for _ in range(2):
+        litellm.customer_request(0.025, customer="twins", token="5f1c6b3f2a0e9d84",
+                                 key_alias="shop-bot", max_budget=1.0)  # fmt: skip
+    assert litellm.posts[0].body == litellm.posts[1].body
+    assert [p.status for p in litellm.posts] == [200, 200]
+    view = litellm_rig.customers.task("litellm:customer:twins")
+    assert Decimal(view["spent"]) == Decimal("0.05") and view["state"] == "active"
+    assert len(litellm_rig.customers.events("litellm:customer:twins")) == 2
+
+
+def test_litellm_soft_budget_warns_as_a_soft_budget(litellm_rig: LiteLLMRig) -> None:
+    litellm = litellm_rig.litellm(litellm_rig.keys)
+    litellm.key_soft_budget(51.0, token="5f1c6b3f2a0e9d85", key_alias="soft-key",
+                            soft_budget=50.0, max_budget=100.0)  # fmt: skip
+    assert [p.status for p in litellm.posts] == [200]
+    view = litellm_rig.keys.task("litellm:key:soft-key")
+    assert (view["budget"], view["spent"], view["state"]) == ("100.0", "51.0", "warning")
+    [warning] = litellm_rig.alerts("litellm:key:soft-key", 1)
+    assert warning["type"] == "warning"
+    assert "soft budget" in warning["title"].lower() and "50.0 USD" in warning["message"]
+
+
+def test_litellm_projection_warns_and_changes_nothing(litellm_rig: LiteLLMRig) -> None:
+    """A key with a real budget of 100 and a soft budget of 56: LiteLLM projects past the soft
+    budget and, spend being past it, labels the alert budget_crossed with max_budget 56. The
+    key is not halted, its budget stays 100, and one forecast warning says "soft budget"."""
+    litellm = litellm_rig.litellm(litellm_rig.keys)
+    task_id = "litellm:key:forecast-key"
+    litellm.key_soft_budget(57.0, token="5f1c6b3f2a0e9d86", key_alias="forecast-key",
+                            soft_budget=56.0, max_budget=100.0)  # fmt: skip
+    litellm_rig.alerts(task_id, 1)
+    before = litellm_rig.keys.task(task_id)
+    litellm.key_projection(60.0, token="5f1c6b3f2a0e9d86", key_alias="forecast-key",
+                           soft_budget=56.0, projected_spend=130.5, exceeds_on="2026-11-28")  # fmt: skip
+    assert json.loads(litellm.posts[-1].body)["event"] == "budget_crossed"  # LiteLLM's label
+    assert [p.status for p in litellm.posts] == [200, 200]
+    [forecast] = [a for a in litellm_rig.alerts(task_id, 2) if "Forecast" in a["title"]]
+    assert forecast["type"] == "warning"
+    assert "soft budget" in forecast["message"] and "2026-11-28" in forecast["message"]
+    assert "130.5 USD" in forecast["message"]
+    after = litellm_rig.keys.task(task_id)
+    assert after == before | {"updated_at": after["updated_at"]}
+    assert (after["budget"], after["state"], after["allowed"]) == ("100.0", "warning", True)
+    assert litellm_rig.halt_calls(task_id) == []
+
+
+def test_litellm_webhook_test_is_answered_and_applied_to_nothing(litellm_rig: LiteLLMRig) -> None:
+    """GET /health/services?service=webhook with the master key: 200, logged, no task."""
+    daemon = litellm_rig.keys
+    before = daemon.api("GET", "/v1/tasks").json()["tasks"]
+    litellm = litellm_rig.litellm(daemon)
+    litellm.webhook_test()
+    assert [p.status for p in litellm.posts] == [200]
+    assert json.loads(litellm.posts[0].body)["event"] == "budget_crossed"
+    assert daemon.api("GET", "/v1/tasks").json()["tasks"] == before
+    hashed = hashlib.sha256(b"litellm_proxy_master_key").hexdigest()[:16]
+    assert daemon.api("GET", f"/v1/tasks/litellm:key:{hashed}").status_code == 404
+    deadline = time.monotonic() + 15
+    while "LiteLLM's webhook test" not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "LiteLLM's webhook test" in daemon.log()
+
+
+def test_litellm_sends_one_threshold_alert_a_day(litellm_rig: LiteLLMRig) -> None:
+    """As the README says: after the 85 % alert LiteLLM's cache holds back the 95 % one for
+    24 h, so the receiver hears of 96 % only from the next alert (here: budget_crossed)."""
+    litellm = litellm_rig.litellm(litellm_rig.keys)
+    for spend in (86.0, 96.0, 100.5):
+        litellm.key_spend(spend, token="5f1c6b3f2a0e9d87", key_alias="daily-key",
+                          max_budget=100.0)  # fmt: skip
+    events = [json.loads(p.body)["event"] for p in litellm.posts]
+    assert events == ["threshold_crossed", "budget_crossed"]
+    view = wait_halted(litellm_rig.keys, "litellm:key:daily-key")
+    assert view["spent"] == "100.5"
+
+
+def test_litellm_projection_holds_back_the_keys_real_budget_crossed(
+    litellm_rig: LiteLLMRig,
+) -> None:
+    """As the README warns: a projection LiteLLM relabelled budget_crossed takes the key's
+    budget_crossed cache entry, so the real one at the limit is not sent for 24 h."""
+    litellm = litellm_rig.litellm(litellm_rig.keys)
+    litellm.key_projection(60.0, token="5f1c6b3f2a0e9d88", key_alias="held-key",
+                           soft_budget=56.0, projected_spend=130.5, exceeds_on="2026-11-28")  # fmt: skip
+    litellm.key_spend(100.5, token="5f1c6b3f2a0e9d88", key_alias="held-key", max_budget=100.0)
+    assert [json.loads(p.body)["event"] for p in litellm.posts] == ["budget_crossed"]
+    view = litellm_rig.keys.task("litellm:key:held-key")
+    assert (view["state"], view["budget"]) == ("active", None)  # told only of the forecast
