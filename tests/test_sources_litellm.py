@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
+from receiver.alerts import render
 from receiver.errors import InvalidEvent
 from receiver.events import load_json
-from receiver.model import EventType, Forecast
+from receiver.model import EventType, Forecast, Severity
+from receiver.outbox import Route, rows_for
 from receiver.sources.litellm import event_id_of, is_webhook_test, parse_litellm
+from receiver.state import Policy, transition
 from tests.fixtures.sources_kit import app_client, fixture_json, snapshot, task_of
 
 TOKEN = "litellm-shared-token-0123456789"
@@ -196,6 +199,48 @@ def test_a_projection_is_a_forecast_even_when_relabelled(name: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("over", "exceeds_on"),
+    [
+        ({}, "2026-11-28"),
+        ({"projected_exceeded_date": None, "projected_exceeded_data": "2026-11-29"}, "2026-11-29"),
+        ({"projected_exceeded_date": "28. November 2026 — Freitag"}, "28. November 2026 — Freitag"),
+        ({"projected_exceeded_date": "x" * 5000}, "x" * 200),
+        ({"projected_exceeded_date": "2026-11-28\n\u0000"}, None),
+        ({"projected_exceeded_date": 20261128}, None),
+    ],
+)
+def test_a_forecasts_date_is_sender_text_kept_short_and_printable(
+    over: dict[str, Any], exceeds_on: str | None
+) -> None:
+    event = parse(fixture_json("litellm_projected_limit_exceeded.json") | over)
+    assert event is not None and event.forecast is not None
+    assert event.forecast.exceeds_on == exceeds_on
+
+
+@pytest.mark.parametrize(
+    "over",
+    [{"projected_spend": -1}, {"projected_spend": "NaN"}, {"projected_spend": "1e400"},
+     {"spend": None}, {"max_budget": "lots"}],
+)  # fmt: skip
+def test_a_forecast_with_bad_money_is_refused(over: dict[str, Any]) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse(fixture_json("litellm_projected_limit_exceeded.json") | over)
+    assert caught.value.code == "invalid_money"
+
+
+def test_a_forecasts_text_reaches_the_alert_escaped() -> None:
+    """The sender's date is untrusted text: in the alert it cannot form links or layout."""
+    doc = fixture_json("litellm_projected_limit_exceeded.json")
+    event = parse(doc | {"projected_exceeded_date": "[click](https://evil.example) *now*"})
+    result = transition(None, event, Policy(), 1000.0)
+    [row] = rows_for(result.task, result.effects, event, [Route("c", frozenset(Severity))], 1.0)
+    message = render(row.payload)
+    assert "Forecast" in message.title and "soft budget" in message.title
+    assert r"\[click\](https://evil.example) \*now\*" in message.body
+    assert "soft budget of 56.0 USD" in message.body and "130.5 USD" in message.body
+
+
 def test_soft_budget_crossed_carries_the_soft_budget() -> None:
     """The soft budget is a warning line beside the real max_budget, which stays the budget."""
     event = parse(fixture_json("litellm_soft_budget_crossed.json"))
@@ -286,6 +331,17 @@ def test_invalid_payload_is_422(tmp_path: Path) -> None:
         response = client.post(f"/webhooks/litellm?token={TOKEN}", json=alert(spend=-3))
         assert response.status_code == 422 and response.json()["error"] == "invalid_money"
         assert snapshot(client) == []
+
+
+def test_tiny_request_costs_add_up_exactly(tmp_path: Path) -> None:
+    """LiteLLM writes a tiny response_cost in exponent form (1e-07): counted exactly."""
+    with app_client(tmp_path, litellm_token=TOKEN, litellm_entity="customer") as client:
+        doc = fixture_json("litellm_spend_tracked.json") | {"spend": 1e-07}
+        for _ in range(3):
+            answer = client.post(f"/webhooks/litellm?token={TOKEN}", json=doc)
+            assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+        view = task_of(client, "litellm:customer:acme")
+        assert view is not None and view["spent"] == "0.0000003"
 
 
 def test_two_equal_spend_tracked_bodies_count_twice(tmp_path: Path) -> None:

@@ -134,7 +134,9 @@ def parse_litellm(doc: Any, *, entity: Entity, event_id: str, now: float) -> Bud
 
 
 def _forecast(doc: dict[str, Any], *, limit: Decimal | None, spent: Decimal) -> Forecast:
-    when = doc.get("projected_exceeded_date", doc.get("projected_exceeded_data"))
+    when = doc.get("projected_exceeded_date")
+    if when is None:
+        when = doc.get("projected_exceeded_data")
     return Forecast(
         # LiteLLM projects only against a key's soft budget, which it sends as max_budget.
         limit=limit,
