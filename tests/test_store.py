@@ -7,10 +7,12 @@ database created for each test (see conftest.py). Time is passed in as ``now``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections import Counter
 from contextlib import closing
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +26,7 @@ from receiver.outbox import HALT_CHANNEL, Route, decider
 from receiver.state import Policy
 from receiver.store.base import Delivery, DeliveryStatus, FollowUp, Store
 from receiver.store.postgres import PostgresStore
-from receiver.store.schema import SCHEMA_VERSION
+from receiver.store.schema import SCHEMA_VERSION, statements
 
 D = Decimal
 T0 = 1_764_000_000.0
@@ -145,6 +147,81 @@ def test_replicas_opening_together_all_migrate(
             assert all(a.outcome is Outcome.ACCEPTED for a in applied)
         finally:
             await asyncio.gather(*(r.close() for r in replicas))
+        assert await raw(store_target, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+
+    aio.run(body())
+
+
+async def run_script(target: StoreTarget, script: list[str]) -> None:
+    """Run statements on the database behind the store, in one transaction."""
+    if target.backend == "sqlite":
+        path = Path(target.url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(path)) as conn, conn:
+            for sql in script:
+                conn.execute(sql)
+        return
+    pg = await asyncpg.connect(target.url)
+    try:
+        async with pg.transaction():
+            for sql in script:
+                await pg.execute(sql)
+    finally:
+        await pg.close()
+
+
+def test_a_version_1_database_migrates_and_keeps_its_rows(
+    store_target: StoreTarget, aio: asyncio.Runner
+) -> None:
+    """A database made by schema version 1 (events unique on the id alone) is migrated at
+    open: its tasks, events (with their seq) and deliveries are all there, and from then on
+    an event id is deduped per source."""
+    dialect = "sqlite" if store_target.backend == "sqlite" else "postgres"
+    old_rows = [
+        "INSERT INTO tasks VALUES ('t-old', 'budget', 'warning', '60', 1, 2, '100', 'USD', "
+        "'Old task', NULL, '0.5', NULL, NULL)",
+        "INSERT INTO events (event_id, source, type, task_id, received_at, occurred_at, payload) "
+        "VALUES ('e1', 'budget', 'task.created', 't-old', 1, 1, '{\"id\": \"e1\"}')",
+        "INSERT INTO events (event_id, source, type, task_id, received_at, occurred_at, payload) "
+        "VALUES ('gcp:77', 'budget', 'task.spend', 't-old', 2, 2, '{}')",
+        "INSERT INTO outbox (kind, channel, task_id, payload, idempotency_key, status, attempts, "
+        "next_at, created_at, last_error, delivered_at) VALUES ('alert', 'ops', 't-old', "
+        "'{\"alert\": \"threshold\"}', 'alert:gcp:77:0:ops', 'delivered', 1, 2, 2, NULL, 3)",
+    ]
+
+    async def body() -> None:
+        await run_script(
+            store_target,
+            [
+                *statements(1, dialect),
+                "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+                "INSERT INTO schema_version VALUES (1)",
+                *old_rows,
+            ],
+        )
+        store = store_target.new()
+        await store.open()
+        try:
+            task = await store.get_task("t-old")
+            assert task is not None
+            assert (task.state, task.spent) == (TaskState.WARNING, D(60))
+            events = await store.list_events("t-old", after=None, limit=10)
+            assert [(e.seq, e.event_id, e.payload) for e in events] == [
+                (1, "e1", {"id": "e1"}),
+                (2, "gcp:77", {}),
+            ]
+            (row,) = await deliveries(store)
+            assert (row.id, row.status, row.delivered_at) == (1, DeliveryStatus.DELIVERED, 3)
+            # The old dedupe still holds within a source; another source's id is its own.
+            again = await apply(store, spend("gcp:77", "t-old"))
+            assert again.outcome is Outcome.DUPLICATE
+            gcp = dataclasses.replace(spend("gcp:77", "t-old", amount=D(1)), source="gcp")
+            assert (await apply(store, gcp)).outcome is Outcome.ACCEPTED
+            events = await store.list_events("t-old", after=None, limit=10)
+            assert [e.source for e in events] == ["budget", "budget", "gcp"]
+            assert events[2].seq > 2  # new rows follow the old ones
+        finally:
+            await store.close()
         assert await raw(store_target, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
 
     aio.run(body())
@@ -280,6 +357,53 @@ def test_duplicates_racing_are_applied_once(store: Store, aio: asyncio.Runner) -
         }
         task = await store.get_task("t-1")
         assert task is not None and task.spent == D("7")
+
+    aio.run(body())
+
+
+def test_event_ids_are_deduped_per_source(store: Store, aio: asyncio.Runner) -> None:
+    """The same event id from two sources is two events; from one source, a duplicate."""
+
+    async def body() -> None:
+        first = spend("sns:abc", amount=D("10"))
+        assert (await apply(store, first)).outcome is Outcome.ACCEPTED
+        others = ["litellm", "aws", "gcp", "receiver", "admin"]
+        for source in others:
+            other = dataclasses.replace(first, source=source)
+            assert (await apply(store, other)).outcome is Outcome.ACCEPTED, source
+        for source in ("budget", "gcp"):
+            again = dataclasses.replace(first, source=source)
+            assert await apply(store, again) == Applied(Outcome.DUPLICATE, None)
+        task = await store.get_task("t-1")
+        assert task is not None and task.spent == D("60")
+        events = await store.list_events("t-1", after=None, limit=10)
+        assert {e.event_id for e in events} == {"sns:abc"}
+        assert [e.source for e in events] == ["budget", *others]
+
+    aio.run(body())
+
+
+def test_a_sender_cannot_take_a_follow_up_id(store: Store, aio: asyncio.Runner) -> None:
+    """A sender's event with the id of the receiver's own halt confirmation, stored first,
+    does not make the real confirmation a duplicate: the task is halted and alerted."""
+
+    async def body() -> None:
+        await apply(store, spend("e1", spent=D("100")), T0, CALLS_OUT)
+        (halt,) = await store.claim(now=T0 + 1, lease_seconds=30, limit=10, owner="a")
+        follow_up_id = f"task.halt_confirmed:{halt.id}"
+        taken = await apply(store, spend(follow_up_id, spent=D("100")), T0 + 1, CALLS_OUT)
+        assert taken.outcome is Outcome.ACCEPTED
+        assert await store.settle(
+            halt.id,
+            owner="a",
+            status=DeliveryStatus.DELIVERED,
+            now=T0 + 2,
+            follow_up=internal(EventType.HALT_CONFIRMED, "t-1", follow_up_id, T0 + 2),
+        )
+        task = await store.get_task("t-1")
+        assert task is not None and task.state is TaskState.HALTED
+        alerts = [d.payload["alert"] for d in await deliveries(store) if d.kind == "alert"]
+        assert alerts == ["halted", "halted"]  # ops and pager
 
     aio.run(body())
 

@@ -71,7 +71,8 @@ class Store(Protocol):
         """Raise StoreUnavailable unless the store answers."""
 
     async def apply(self, event: BudgetEvent, decide: Decide, now: float) -> Applied:
-        """Dedupe on event id, then store the event and ``decide``'s result in one commit."""
+        """Dedupe on (source, event id), then store the event and ``decide``'s result in one
+        commit. Ids are per source: no sender can take an id of another source."""
 
     async def get_task(self, task_id: str) -> Task | None: ...
 

@@ -83,7 +83,7 @@ _LOCK_TASK_INSERT_EVENT = (
     "WITH task_lock AS (SELECT pg_advisory_xact_lock(hashtextextended($4, 0))) "
     "INSERT INTO events (event_id, source, type, task_id, received_at, occurred_at, payload) "
     "SELECT $1, $2, $3, $4, $5, $6, $7 FROM task_lock "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING seq"
+    "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq"
 )
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (kind, channel, task_id, payload, idempotency_key, status, "
@@ -364,7 +364,7 @@ async def _migrate(conn: Conn) -> None:
         if current == SCHEMA_VERSION:
             return
         for version in range(current + 1, SCHEMA_VERSION + 1):
-            for sql in statements(version, serial="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION"):
+            for sql in statements(version, "postgres"):
                 await conn.execute(sql)
         await conn.execute("DELETE FROM schema_version")
         await conn.execute("INSERT INTO schema_version VALUES ($1)", SCHEMA_VERSION)
@@ -391,7 +391,7 @@ async def _apply(conn: Conn, event: BudgetEvent, decide: Decide, now: float) -> 
         event.occurred_at,
         event_payload(event),
     )
-    if seq is None:  # the event id is taken: a redelivery
+    if seq is None:  # this source's event id is taken: a redelivery
         return Applied(Outcome.DUPLICATE, None)
     # Lock the task row so that replicas applying events to one task take turns. A new
     # task has no row to lock: whoever inserts it first wins, and a loser (its INSERT

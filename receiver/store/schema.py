@@ -1,9 +1,39 @@
-"""Versioned schema, shared by both backends. Each entry migrates one version up."""
+"""Versioned schema, shared by both backends. Each entry migrates one version up.
+
+An entry is a tuple of statements for both dialects, or a mapping from dialect to its
+own statements where they differ. {serial} is the dialect's auto-increment primary key,
+{real} its double type.
+"""
 
 from __future__ import annotations
 
-# {serial} is the dialect's auto-increment primary key; {real} its double type.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+from collections.abc import Mapping
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgres"]
+Migration = tuple[str, ...] | Mapping[Dialect, tuple[str, ...]]
+
+_TYPES: Mapping[Dialect, Mapping[str, str]] = {
+    "sqlite": {"serial": "INTEGER PRIMARY KEY", "real": "REAL"},
+    "postgres": {"serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION"},
+}
+
+# Version 2: dedupe on (source, event id), so no sender can take an id of another source
+# or of the receiver's own events; and the one-row table the readiness check writes.
+_EVENTS_V2 = """CREATE TABLE {table} (
+            seq {serial},
+            event_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            type TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            received_at {real} NOT NULL,
+            occurred_at {real} NOT NULL,
+            payload TEXT NOT NULL,
+            UNIQUE (source, event_id)
+        )"""
+_READINESS = "CREATE TABLE readiness (id INTEGER PRIMARY KEY, checked_at {real} NOT NULL)"
+
+MIGRATIONS: tuple[Migration, ...] = (
     (
         """CREATE TABLE tasks (
             task_id TEXT PRIMARY KEY,
@@ -50,11 +80,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX outbox_due ON outbox (status, next_at)",
     ),
+    {
+        # SQLite cannot drop an inline UNIQUE: the table is rebuilt (seq values kept).
+        "sqlite": (
+            _EVENTS_V2.replace("{table}", "events_v2"),
+            "INSERT INTO events_v2 (seq, event_id, source, type, task_id, received_at, "
+            "occurred_at, payload) SELECT seq, event_id, source, type, task_id, received_at, "
+            "occurred_at, payload FROM events",
+            "DROP TABLE events",
+            "ALTER TABLE events_v2 RENAME TO events",
+            "CREATE INDEX events_by_task ON events (task_id, seq)",
+            _READINESS,
+        ),
+        "postgres": (
+            "ALTER TABLE events DROP CONSTRAINT events_event_id_key",
+            "ALTER TABLE events ADD CONSTRAINT events_source_event_id_key "
+            "UNIQUE (source, event_id)",
+            _READINESS,
+        ),
+    },
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def statements(version: int, *, serial: str, real: str) -> list[str]:
-    """The DDL that takes a schema from ``version - 1`` to ``version``."""
-    return [s.format(serial=serial, real=real) for s in MIGRATIONS[version - 1]]
+def statements(version: int, dialect: Dialect) -> list[str]:
+    """The DDL that takes a schema from ``version - 1`` to ``version`` in ``dialect``."""
+    migration = MIGRATIONS[version - 1]
+    chosen = migration if isinstance(migration, tuple) else migration[dialect]
+    return [s.format(**_TYPES[dialect]) for s in chosen]

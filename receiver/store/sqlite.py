@@ -71,7 +71,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 f"release knows ({SCHEMA_VERSION}): upgrade budget-receiver"
             )
         for version in range(current + 1, SCHEMA_VERSION + 1):
-            for sql in statements(version, serial="INTEGER PRIMARY KEY", real="REAL"):
+            for sql in statements(version, "sqlite"):
                 conn.execute(sql)
         conn.execute("DELETE FROM schema_version")
         conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
