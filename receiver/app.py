@@ -106,7 +106,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     async def readyz(request: Request) -> Response:
         try:
-            await store.ping()
+            # A committed write, not a read: a full disk or a read-only database is not ready.
+            await store.ready(clock())
         except StoreUnavailable as exc:
             return error(503, "storage_unavailable", str(exc))
         if not dispatcher.running:

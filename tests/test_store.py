@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sqlite3
 from collections import Counter
-from contextlib import closing
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 from conftest import StoreTarget, postgres_server_url
+from faults import file_writes_refused
 
 from receiver.errors import Conflict, CurrencyMismatch, InvalidEvent, StoreUnavailable
 from receiver.model import Applied, BudgetEvent, EventType, Outcome, Severity, TaskState
@@ -220,6 +223,7 @@ def test_a_version_1_database_migrates_and_keeps_its_rows(
             events = await store.list_events("t-old", after=None, limit=10)
             assert [e.source for e in events] == ["budget", "budget", "gcp"]
             assert events[2].seq > 2  # new rows follow the old ones
+            await store.ready(T0)
         finally:
             await store.close()
         assert await raw(store_target, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
@@ -265,6 +269,78 @@ def test_closed_store_is_unavailable(store: Store, aio: asyncio.Runner) -> None:
     aio.run(store.close())
     with pytest.raises(StoreUnavailable):
         aio.run(store.ping())
+
+
+def test_ready_commits_a_write(
+    store_target: StoreTarget, store: Store, aio: asyncio.Runner
+) -> None:
+    """ready() commits a real write the way events are written: it fails with
+    StoreUnavailable while writes fail though reads still pass (SQLite: the process may not
+    write a byte to its files, as on a full disk; PostgreSQL: the database turned read-only,
+    as a standby after a failover), and passes again once writes do."""
+
+    async def body() -> str:
+        await store.ready(T0)
+        assert await raw(store_target, "SELECT id, checked_at FROM readiness") == [(1, T0)]
+        async with writes_failing(store_target):
+            # Every try fails (the first on PostgreSQL may meet a connection ended under
+            # the pool); the last says why.
+            for _ in range(3):
+                with pytest.raises(StoreUnavailable) as raised:
+                    await store.ready(T0 + 1)
+            assert await store.get_task("t-none") is None  # reads still work
+            with pytest.raises(StoreUnavailable):
+                await apply(store, spend("e1", amount=D(1)))  # events do not
+        await until_ready(store, T0 + 2)
+        assert await raw(store_target, "SELECT id, checked_at FROM readiness") == [(1, T0 + 2)]
+        assert (await apply(store, spend("e1", amount=D(1)))).outcome is Outcome.ACCEPTED
+        return str(raised.value)
+
+    reason = aio.run(body())
+    assert ("disk I/O error" if store_target.backend == "sqlite" else "read-only") in reason
+
+
+@asynccontextmanager
+async def writes_failing(target: StoreTarget) -> AsyncIterator[None]:
+    """Every write to the store's database fails while inside, reads do not."""
+    if target.backend == "sqlite":
+        with file_writes_refused(os.getpid()):
+            yield
+        return
+    name = urlsplit(target.url).path.lstrip("/")
+    await _set_read_only(name, True)
+    try:
+        yield
+    finally:
+        await _set_read_only(name, False)
+
+
+async def _set_read_only(database: str, on: bool) -> None:
+    """Make every new session of ``database`` read-only (or not) and end the current ones, so
+    the store's pool reconnects under the new rule."""
+    admin = await asyncpg.connect(postgres_server_url())
+    try:
+        value = "on" if on else "off"
+        await admin.execute(
+            f'ALTER DATABASE "{database}" SET default_transaction_read_only = {value}'
+        )
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            database,
+        )
+    finally:
+        await admin.close()
+
+
+async def until_ready(store: Store, now: float, attempts: int = 5) -> None:
+    """ready(), allowing for pooled connections that were ended under the pool (each fails
+    once when next used)."""
+    for _ in range(attempts - 1):
+        try:
+            return await store.ready(now)
+        except StoreUnavailable:
+            await asyncio.sleep(0.05)
+    await store.ready(now)
 
 
 # -- applying events ----------------------------------------------------------------

@@ -70,6 +70,10 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
 
+    async def ready(self, now: float) -> None:
+        """Commit one tiny write the way events are written (the readiness check); raise
+        StoreUnavailable unless it is durable within a few seconds."""
+
     async def apply(self, event: BudgetEvent, decide: Decide, now: float) -> Applied:
         """Dedupe on (source, event id), then store the event and ``decide``'s result in one
         commit. Ids are per source: no sender can take an id of another source."""
@@ -124,6 +128,12 @@ class Store(Protocol):
     async def requeue(self, delivery_id: int, now: float) -> Delivery | None:
         """Make a dead row pending again, due now, with a fresh attempt count."""
 
+
+READY_UPSERT = (
+    "INSERT INTO readiness (id, checked_at) VALUES (1, {mark}) "
+    "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at"
+)
+READY_TIMEOUT = 5.0
 
 STATS_QUERIES = (
     "SELECT state, COUNT(*) FROM tasks GROUP BY state",

@@ -24,6 +24,8 @@ from ..model import Applied, BudgetEvent, EventRecord, Outcome, Task, TaskState
 from .base import (
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
+    READY_TIMEOUT,
+    READY_UPSERT,
     STATS_QUERIES,
     TASK_COLUMNS,
     Decide,
@@ -85,6 +87,7 @@ _LOCK_TASK_INSERT_EVENT = (
     "SELECT $1, $2, $3, $4, $5, $6, $7 FROM task_lock "
     "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq"
 )
+_READY = READY_UPSERT.format(mark="$1")
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (kind, channel, task_id, payload, idempotency_key, status, "
     "attempts, next_at, created_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)"
@@ -175,6 +178,12 @@ class PostgresStore:
     async def ping(self) -> None:
         async with self._conn() as conn:
             await conn.fetchval("SELECT 1", timeout=PING_TIMEOUT)
+
+    async def ready(self, now: float) -> None:
+        # A committed write: a read-only server (a standby after failover) or a full disk
+        # fails it where a SELECT would pass.
+        async with self._conn() as conn:
+            await conn.execute(_READY, now, timeout=READY_TIMEOUT)
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:

@@ -23,6 +23,8 @@ from ..model import Applied, BudgetEvent, EventRecord, Outcome, Task, TaskState
 from .base import (
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
+    READY_TIMEOUT,
+    READY_UPSERT,
     STATS_QUERIES,
     TASK_COLUMNS,
     Decide,
@@ -45,6 +47,7 @@ T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 MAX_BATCH = 256
 BUSY_TIMEOUT_MS = 5000
+_READY = READY_UPSERT.format(mark="?")
 
 
 def _mark(_: int) -> str:
@@ -123,6 +126,16 @@ class SQLiteStore:
 
     async def ping(self) -> None:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def ready(self, now: float) -> None:
+        # Through the writer thread, committed like an event: a full disk fails it.
+        job = self._write(lambda c: c.execute(_READY, (now,)))
+        try:
+            await asyncio.wait_for(job, READY_TIMEOUT)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"the SQLite writer did not commit within {READY_TIMEOUT:g} s"
+            ) from None
 
     # -- the writer thread -----------------------------------------------------
 
