@@ -28,6 +28,7 @@ from .logs import redact_url, setup_logging
 from .metrics import Metrics, RequestTimer
 from .openapi import spec
 from .page import page_routes
+from .prune import Pruner
 from .record import Recorder
 from .settings import Settings, load_settings
 from .sources import source_routes
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         clock=clock,
         metrics=metrics,
     )
+    pruner = Pruner(store, days=settings.retention_days, clock=clock)
     recorder = Recorder(store, policy, channel_routes, clock, dispatcher.wake, metrics)
     ingest = Ingest(
         recorder=recorder,
@@ -124,9 +126,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         await store.open()
         _log_start(settings, store.description, [c.redacted for c in channels])
         dispatcher.start()
+        pruner.start()
         try:
             yield
         finally:
+            await pruner.stop()
             await dispatcher.stop()
             await http.aclose()
             close_channels(channels)
@@ -178,6 +182,13 @@ def _log_start(settings: Settings, store: str, channels: list[str]) -> None:
     else:
         url = redact_url(settings.halt_url.get_secret_value())
         log.info("halting: calls out with %s %s", settings.halt_method, url)
+    if settings.retention_days:
+        log.info(
+            "retention: history of tasks finished more than %d days ago is pruned hourly",
+            settings.retention_days,
+        )
+    else:
+        log.info("retention: off (RECEIVER_RETENTION_DAYS=0), history is kept forever")
     if settings.allow_unsigned:
         log.warning(
             "RECEIVER_ALLOW_UNSIGNED=true: UNSIGNED WEBHOOKS ARE ACCEPTED. "

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     max_connections: int = Field(512, ge=2, le=65536)
+    # Days the history of a finished task is kept (see retention.py); 0 keeps it forever.
+    retention_days: int = Field(90, ge=0, le=36500)
 
     # Other sources; each is off until its settings are given.
     litellm_token: SecretStr | None = None

@@ -959,6 +959,131 @@ def test_next_due(store: Store, aio: asyncio.Runner) -> None:
     aio.run(body())
 
 
+# -- retention ----------------------------------------------------------------------
+
+
+async def retention_scene(store: Store) -> None:
+    """Five tasks, each a case for retention, all quiet since T0 + 4 but one (t-late)."""
+    for n, spent in enumerate(("60", "85", "95")):  # three threshold alerts
+        await apply(store, spend(f"d{n}", "t-done", spent=D(spent)), T0 + n)
+    await apply(store, ev("d-end", "t-done", EventType.COMPLETED), T0 + 3)
+    await apply(store, spend("h1", "t-halted", spent=D("100")), T0)  # halted at once
+    await apply(store, spend("a1", "t-active", spent=D("10")), T0)
+    await apply(store, spend("g1", "t-halting", spent=D("100")), T0, CALLS_OUT)
+    await apply(store, spend("l1", "t-late", spent=D("60")), T0)
+    rows = await store.claim(now=T0 + 3, lease_seconds=600, limit=100, owner="a")
+    done = [r for r in rows if r.task_id == "t-done"]
+    outcome = {done[0].id: DeliveryStatus.DELIVERED, done[1].id: DeliveryStatus.DEAD}
+    for row in rows:
+        if row.task_id == "t-done" and row.id not in outcome:
+            continue  # still owed: pending
+        status = DeliveryStatus.DEAD if row.kind == "halt" else DeliveryStatus.DELIVERED
+        status = outcome.get(row.id, status)
+        assert await store.settle(row.id, owner="a", status=status, now=T0 + 4)
+    await apply(store, ev("l-end", "t-late", EventType.COMPLETED), T0 + 100)
+
+
+async def drain(prune: Any, before: float, limit: int) -> tuple[int, int]:
+    """Run batches of ``prune`` until it is done: (rows deleted, batches)."""
+    deleted, batches, after = 0, 0, 0
+    while True:
+        batch = await prune(before, after=after, limit=limit)
+        assert 0 <= batch.deleted <= limit
+        deleted, batches = deleted + batch.deleted, batches + 1
+        if batch.next is None:
+            return deleted, batches
+        assert batch.next > after
+        after = batch.next
+
+
+def test_prune_removes_only_finished_tasks_history(store: Store, aio: asyncio.Runner) -> None:
+    """Pruning with a cutoff removes the events and the settled deliveries of tasks completed,
+    or halted, and untouched since before the cutoff, in batches of at most ``limit``; task
+    rows stay; nothing of an active or halting task, and no delivery still owed, is touched."""
+
+    async def body() -> None:
+        await retention_scene(store)
+        tasks_before = {
+            t.task_id: t for t in await store.list_tasks(state=None, after=None, limit=10)
+        }
+        before = T0 + 50
+        assert await drain(store.prune_events, before, 2) == (5, 5)  # t-done's 4, t-halted's 1
+        assert await drain(store.prune_deliveries, before, 2) == (4, 4)
+        remaining = {
+            t: [e.event_id for e in await store.list_events(t, after=None, limit=10)]
+            for t in tasks_before
+        }
+        assert remaining == {
+            "t-active": ["a1"], "t-done": [], "t-halted": [], "t-halting": ["g1"],
+            "t-late": ["l1", "l-end"],
+        }  # fmt: skip
+        kept = [(d.task_id, d.kind, d.status) for d in await deliveries(store)]
+        assert sorted(kept) == [
+            ("t-done", "alert", DeliveryStatus.PENDING),  # owed: never pruned
+            ("t-halting", "halt", DeliveryStatus.DEAD),  # its task is still halting
+            ("t-late", "alert", DeliveryStatus.DELIVERED),  # its task ended after the cutoff
+        ]
+        tasks_after = {
+            t.task_id: t for t in await store.list_tasks(state=None, after=None, limit=10)
+        }
+        assert tasks_after == tasks_before
+        # A second run finds nothing; a cutoff before every row stops at the first page.
+        assert await drain(store.prune_events, before, 2) == (0, 2)
+        assert await drain(store.prune_deliveries, T0 - 1, 2) == (0, 1)
+        # Later, t-late is old enough too.
+        assert await drain(store.prune_events, T0 + 200, 100) == (2, 1)
+        assert await drain(store.prune_deliveries, T0 + 200, 100) == (1, 1)
+
+    aio.run(body())
+
+
+def test_prune_keeps_a_task_that_spends_or_is_resumed(store: Store, aio: asyncio.Runner) -> None:
+    """A finished task touched again after the cutoff (more spend, a resume) is not finished
+    for that long: its history stays."""
+
+    async def body() -> None:
+        await apply(store, spend("h1", "t-1", spent=D("100")), T0)  # halted
+        await apply(store, spend("c1", "t-2", spent=D("10")), T0)
+        await apply(store, ev("c2", "t-2", EventType.COMPLETED), T0)
+        resume = ev("r1", "t-1", EventType.RESUMED, budget=D("500"), actor="ann")
+        await apply(store, resume, T0 + 100)
+        await apply(store, spend("c3", "t-2", spent=D("11")), T0 + 100)  # late spend
+        assert await drain(store.prune_events, T0 + 50, 10) == (0, 1)
+        assert len(await store.list_events("t-1", after=None, limit=10)) == 2
+        assert len(await store.list_events("t-2", after=None, limit=10)) == 3
+
+    aio.run(body())
+
+
+def test_replicas_pruning_at_once_delete_each_row_once(
+    store_target: StoreTarget, aio: asyncio.Runner
+) -> None:
+    """Two store instances (replicas) running retention at the same time: no error, no row
+    counted twice, and what one skipped (its task locked by the other) goes in a later run."""
+
+    async def body() -> None:
+        replicas = [store_target.new(), store_target.new()]
+        for r in replicas:
+            await r.open()
+        try:
+            await retention_scene(replicas[0])
+            runs = await asyncio.gather(
+                *(drain(r.prune_events, T0 + 50, 1) for r in replicas),
+                *(drain(r.prune_deliveries, T0 + 50, 1) for r in replicas),
+            )
+            events = runs[0][0] + runs[1][0]
+            settled = runs[2][0] + runs[3][0]
+            assert events <= 5 and settled <= 4
+            assert (await drain(replicas[1].prune_events, T0 + 50, 100))[0] == 5 - events
+            assert (await drain(replicas[0].prune_deliveries, T0 + 50, 100))[0] == 4 - settled
+            assert len(await deliveries(replicas[1])) == 3
+        finally:
+            for r in replicas:
+                await r.close()
+
+    aio.run(body())
+
+
 # -- PostgreSQL only ----------------------------------------------------------------
 
 
@@ -1018,5 +1143,26 @@ def test_postgres_lost_database_is_store_unavailable(
         with pytest.raises(StoreUnavailable):
             await apply(store, spend("e2", amount=D(1)))
         await store.close()
+
+    aio.run(body())
+
+
+def test_postgres_prune_skips_a_task_being_written(postgres_url: str, aio: asyncio.Runner) -> None:
+    """A task row locked by a transaction under way (an event being applied to it) is
+    skipped, not waited for: its rows are pruned by a later run."""
+    store = PostgresStore(postgres_url, max_size=2)
+
+    async def body() -> None:
+        await store.open()
+        other = await asyncpg.connect(postgres_url)
+        try:
+            await retention_scene(store)
+            async with other.transaction():
+                await other.execute("SELECT 1 FROM tasks WHERE task_id = 't-done' FOR UPDATE")
+                assert await drain(store.prune_events, T0 + 50, 100) == (1, 1)  # t-halted's
+            assert await drain(store.prune_events, T0 + 50, 100) == (4, 1)
+        finally:
+            await other.close()
+            await store.close()
 
     aio.run(body())

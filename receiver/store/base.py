@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from ..model import Applied, BudgetEvent, Decision, EventRecord, Task, TaskState
+from ..retention import Pruned, delivery_prunable, event_prunable
 
 Decide = Callable[[Task | None], Decision]
 """Pure: the task as stored (None if new) -> what to write. Runs inside the transaction."""
@@ -128,6 +129,14 @@ class Store(Protocol):
     async def requeue(self, delivery_id: int, now: float) -> Delivery | None:
         """Make a dead row pending again, due now, with a fresh attempt count."""
 
+    async def prune_events(self, before: float, *, after: int, limit: int) -> Pruned:
+        """One batch of retention: look at up to ``limit`` events after seq ``after`` and
+        delete those ``retention.event_prunable`` allows for the cutoff ``before``."""
+
+    async def prune_deliveries(self, before: float, *, after: int, limit: int) -> Pruned:
+        """One batch of retention over outbox rows after id ``after`` (settled rows of
+        finished tasks only; a row still owed is never deleted)."""
+
 
 READY_UPSERT = (
     "INSERT INTO readiness (id, checked_at) VALUES (1, {mark}) "
@@ -166,6 +175,49 @@ def keyset_page(
         sql += f" AND {where[0]} = {mark(2)}"
     args.append(limit)
     return sql + f" ORDER BY {key} LIMIT {mark(len(args))}", args
+
+
+# Retention: pages of rows in key order, judged by the pure rules -------------------
+
+# One page of events, oldest first, each with its task's state and last update (the two
+# columns before the last, the task id, in both pages).
+PRUNE_EVENTS_PAGE = (
+    "SELECT e.seq, e.received_at, t.state, t.updated_at, e.task_id FROM events e "
+    "LEFT JOIN tasks t ON t.task_id = e.task_id WHERE e.seq > {mark1} ORDER BY e.seq "
+    "LIMIT {mark2}"
+)
+# One page of outbox rows; a settled row's last change is delivered_at, or next_at (set to
+# the moment it was given up on).
+PRUNE_DELIVERIES_PAGE = (
+    "SELECT o.id, o.created_at, o.status, COALESCE(o.delivered_at, o.next_at), t.state, "
+    "t.updated_at, o.task_id FROM outbox o LEFT JOIN tasks t ON t.task_id = o.task_id "
+    "WHERE o.id > {mark1} ORDER BY o.id LIMIT {mark2}"
+)
+
+
+PrunePlan = tuple[list[int], int | None]  # the keys to delete; the key to go on after
+
+
+def events_to_prune(rows: Sequence[Any], before: float, limit: int) -> PrunePlan:
+    """Which events of one page of ``PRUNE_EVENTS_PAGE`` rows go (a row whose task is
+    unknown or was not locked has state None and stays)."""
+    gone = [r[0] for r in rows if r[2] is not None and event_prunable(r[1], r[2], r[3], before)]
+    return gone, _next(rows, before, limit)
+
+
+def deliveries_to_prune(rows: Sequence[Any], before: float, limit: int) -> PrunePlan:
+    """Which outbox rows of one page of ``PRUNE_DELIVERIES_PAGE`` rows go."""
+    gone = [
+        r[0] for r in rows if r[4] is not None and delivery_prunable(r[2], r[3], r[4], r[5], before)
+    ]
+    return gone, _next(rows, before, limit)
+
+
+def _next(rows: Sequence[Any], before: float, limit: int) -> int | None:
+    # Keys grow with time: past a row newer than the cutoff there is nothing old left.
+    if len(rows) < limit or rows[-1][1] >= before:
+        return None
+    return int(rows[-1][0])
 
 
 # Row codecs shared by the backends -------------------------------------------------

@@ -11,9 +11,9 @@ so replicas starting together migrate once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
@@ -21,9 +21,12 @@ from asyncpg.pool import PoolConnectionProxy
 
 from ..errors import StoreUnavailable
 from ..model import Applied, BudgetEvent, EventRecord, Outcome, Task, TaskState
+from ..retention import Pruned
 from .base import (
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
+    PRUNE_DELIVERIES_PAGE,
+    PRUNE_EVENTS_PAGE,
     READY_TIMEOUT,
     READY_UPSERT,
     STATS_QUERIES,
@@ -32,9 +35,12 @@ from .base import (
     Delivery,
     DeliveryStatus,
     FollowUp,
+    PrunePlan,
     StoreStats,
+    deliveries_to_prune,
     dumps,
     event_payload,
+    events_to_prune,
     keyset_page,
     row_to_delivery,
     row_to_event,
@@ -356,6 +362,56 @@ class PostgresStore:
                     f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE id = $1", delivery_id
                 )
         return None if row is None else row_to_delivery(tuple(row))
+
+    # -- retention ----------------------------------------------------------------
+
+    async def prune_events(self, before: float, *, after: int, limit: int) -> Pruned:
+        return await self._prune(
+            PRUNE_EVENTS_PAGE, events_to_prune,
+            "DELETE FROM events WHERE seq = ANY($1::bigint[])", before, after, limit,
+        )  # fmt: skip
+
+    async def prune_deliveries(self, before: float, *, after: int, limit: int) -> Pruned:
+        return await self._prune(
+            PRUNE_DELIVERIES_PAGE, deliveries_to_prune,
+            # The status is checked again: a row replayed meanwhile is owed, and stays.
+            "DELETE FROM outbox WHERE id = ANY($1::bigint[]) AND status IN ('delivered', 'dead')",
+            before, after, limit,
+        )  # fmt: skip
+
+    async def _prune(
+        self,
+        page: str,
+        plan: Callable[[Sequence[Any], float, int], PrunePlan],
+        delete: str,
+        before: float,
+        after: int,
+        limit: int,
+    ) -> Pruned:
+        if limit <= 0:
+            return Pruned(0, None)
+        async with self._conn() as conn, conn.transaction():
+            found = await conn.fetch(page.format(mark1="$1", mark2="$2"), after, limit)
+            rows = [tuple(r) for r in found]
+            gone, nxt = plan(rows, before, limit)
+            if not gone:
+                return Pruned(0, nxt)
+            # Lock the tasks whose rows would go, skipping any an event is being applied to,
+            # and judge again by what is locked: a task resumed meanwhile keeps its history.
+            keys = set(gone)
+            task_ids = sorted({r[-1] for r in rows if r[0] in keys})
+            locked = {
+                r[0]: (r[1], r[2])
+                for r in await conn.fetch(
+                    "SELECT task_id, state, updated_at FROM tasks WHERE task_id = ANY($1::text[]) "
+                    "ORDER BY task_id FOR UPDATE SKIP LOCKED",
+                    task_ids,
+                )
+            }
+            rows = [(*r[:-3], *locked.get(r[-1], (None, None)), r[-1]) for r in rows]
+            gone, _ = plan(rows, before, limit)
+            status = await conn.execute(delete, gone) if gone else "DELETE 0"
+        return Pruned(int(status.split()[-1]), nxt)
 
 
 async def _migrate(conn: Conn) -> None:

@@ -20,9 +20,12 @@ from typing import Any, TypeVar
 
 from ..errors import ReceiverError, StoreUnavailable
 from ..model import Applied, BudgetEvent, EventRecord, Outcome, Task, TaskState
+from ..retention import Pruned
 from .base import (
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
+    PRUNE_DELIVERIES_PAGE,
+    PRUNE_EVENTS_PAGE,
     READY_TIMEOUT,
     READY_UPSERT,
     STATS_QUERIES,
@@ -31,9 +34,12 @@ from .base import (
     Delivery,
     DeliveryStatus,
     FollowUp,
+    PrunePlan,
     StoreStats,
+    deliveries_to_prune,
     dumps,
     event_payload,
+    events_to_prune,
     keyset_page,
     row_to_delivery,
     row_to_event,
@@ -361,6 +367,42 @@ class SQLiteStore:
             return None if row is None else row_to_delivery(row)
 
         return await self._write(job)
+
+    # -- retention ----------------------------------------------------------------
+
+    async def prune_events(self, before: float, *, after: int, limit: int) -> Pruned:
+        return await self._write(
+            lambda c: _prune(
+                c, PRUNE_EVENTS_PAGE, events_to_prune, "DELETE FROM events WHERE seq = ?",
+                before, after, limit,
+            )
+        )  # fmt: skip
+
+    async def prune_deliveries(self, before: float, *, after: int, limit: int) -> Pruned:
+        return await self._write(
+            lambda c: _prune(
+                c, PRUNE_DELIVERIES_PAGE, deliveries_to_prune,
+                "DELETE FROM outbox WHERE id = ? AND status IN ('delivered', 'dead')",
+                before, after, limit,
+            )
+        )  # fmt: skip
+
+
+def _prune(
+    conn: sqlite3.Connection,
+    page: str,
+    plan: Callable[[Sequence[Any], float, int], PrunePlan],
+    delete: str,
+    before: float,
+    after: int,
+    limit: int,
+) -> Pruned:
+    if limit <= 0:
+        return Pruned(0, None)
+    rows = conn.execute(page.format(mark1="?", mark2="?"), (after, limit)).fetchall()
+    gone, nxt = plan(rows, before, limit)
+    cur = conn.executemany(delete, [(key,) for key in gone])
+    return Pruned(cur.rowcount if gone else 0, nxt)
 
 
 def _apply(conn: sqlite3.Connection, event: BudgetEvent, decide: Decide, now: float) -> Applied:
