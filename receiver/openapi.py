@@ -209,7 +209,7 @@ def spec() -> dict[str, Any]:
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json({"type": "object"}, "Alive")}}},
-            "/readyz": {"get": {"summary": "Readiness: store and dispatcher", "responses": {
+            "/readyz": {"get": {"summary": "Readiness: store write, dispatcher", "responses": {
                 "200": _json({"type": "object"}, "Ready"), **_errors(503)}}},
             "/metrics": {"get": {"summary": "Prometheus text", "responses": {
                 "200": {"description": "Metrics",

@@ -47,6 +47,20 @@ def test_readyz_is_503_while_the_store_cannot_write(tmp_path: Path) -> None:
         assert d.task("t-1")["spent"] == "5"
 
 
+def test_the_daemon_starts_and_stops_its_retention_job(tmp_path: Path) -> None:
+    """Retention runs inside the daemon (said at start) unless RECEIVER_RETENTION_DAYS=0;
+    either way SIGTERM stops it cleanly."""
+    said = {
+        "90": "retention: history of tasks finished more than 90 days ago is pruned hourly",
+        "0": "retention: off (RECEIVER_RETENTION_DAYS=0), history is kept forever",
+    }
+    for days, line in said.items():
+        with running(tmp_path, {"RECEIVER_RETENTION_DAYS": days}) as d:
+            assert readyz(d).status_code == 200
+        assert d.proc is not None and d.proc.returncode == 0, d.log()
+        assert line in d.log()
+
+
 def backup(env_file: Path, dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "receiver", "backup", str(dest), "--env-file", str(env_file), *extra],
