@@ -1166,3 +1166,27 @@ def test_postgres_prune_skips_a_task_being_written(postgres_url: str, aio: async
             await store.close()
 
     aio.run(body())
+
+
+def test_postgres_ready_gives_up_on_a_write_that_waits(
+    postgres_url: str, aio: asyncio.Runner
+) -> None:
+    """A readiness write that cannot commit (its row held by a stuck transaction) is not
+    waited for without end: ready() raises StoreUnavailable after a few seconds."""
+    store = PostgresStore(postgres_url, max_size=2)
+
+    async def body() -> None:
+        await store.open()
+        stuck = await asyncpg.connect(postgres_url)
+        try:
+            await store.ready(T0)
+            async with stuck.transaction():
+                await stuck.execute("SELECT 1 FROM readiness WHERE id = 1 FOR UPDATE")
+                with pytest.raises(StoreUnavailable, match="did not commit within"):
+                    await store.ready(T0 + 1)
+            await until_ready(store, T0 + 2)
+        finally:
+            await stuck.close()
+            await store.close()
+
+    aio.run(body())

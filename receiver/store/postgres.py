@@ -188,8 +188,13 @@ class PostgresStore:
     async def ready(self, now: float) -> None:
         # A committed write: a read-only server (a standby after failover) or a full disk
         # fails it where a SELECT would pass.
-        async with self._conn() as conn:
-            await conn.execute(_READY, now, timeout=READY_TIMEOUT)
+        try:
+            async with asyncio.timeout(READY_TIMEOUT), self._conn() as conn:
+                await conn.execute(_READY, now)
+        except TimeoutError:  # no free connection in time counts too
+            raise StoreUnavailable(
+                f"PostgreSQL did not commit within {READY_TIMEOUT:g} s"
+            ) from None
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
