@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -134,10 +135,24 @@ class Daemon:
         return events
 
     def task(self, task_id: str) -> dict[str, Any]:
-        response = self.api("GET", f"/v1/tasks/{task_id}")
+        response = self.api("GET", "/v1/tasks/" + quote(task_id, safe=""))
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
+
+    def wait_state(self, task_id: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
+        """The task once it is in ``state``; fails with the task and the log's tail if it
+        is not within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.task(task_id)
+            if task["state"] == state:
+                return task
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{task_id} never reached {state}: {task}\n{self.log()[-3000:]}"
+                )
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -3,13 +3,12 @@ the receiver's own follow-up events (halt confirmed, halt failed) and silence th
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, event, running
+from tests.daemon import event, running
 from tests.servers import HttpSink
 
 pytestmark = pytest.mark.slow
@@ -23,15 +22,6 @@ def settings_for(http: HttpSink, **extra: str) -> dict[str, str]:
         "RECEIVER_RETRY_CAP_SECONDS": "0.2",
         **extra,
     }
-
-
-def wait_state(d: Daemon, task_id: str, state: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if d.task(task_id)["state"] == state:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{task_id} never reached {state}: {d.task(task_id)}\n{d.log()[-3000:]}")
 
 
 def test_a_sender_using_the_halt_confirmed_id_first_does_not_stop_the_halt(
@@ -51,7 +41,7 @@ def test_a_sender_using_the_halt_confirmed_id_first_does_not_stop_the_halt(
         rows = d.api("GET", "/v1/deliveries").json()["deliveries"]
         assert [r["id"] for r in rows if r["kind"] == "halt"] == [1]
         http.wait_for(1, f"/tasks/{t}/halt")
-        wait_state(d, t, "halted")
+        d.wait_state(t, "halted")
         (alert,) = http.wait_for(1, "/a")
         assert alert.json["title"].startswith("Task halted"), alert.json
         timeline = [(e["event_id"], e["source"]) for e in d.events(t)]

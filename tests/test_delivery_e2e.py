@@ -85,7 +85,7 @@ def test_halt_is_called_once_and_the_task_is_halted(
         assert halt.headers["idempotency-key"]
         assert halt.json == {"task_id": t, "reason": "limit_reached", "spent": "10.00",
                                "budget": "10.00", "currency": "EUR"}  # fmt: skip
-        _wait_state(d, t, "halted")
+        d.wait_state(t, "halted")
         alerts = http.wait_for(2, "/a")  # halted, then spend_after_halt (order may vary)
         kinds = sorted(r.json["title"].split(":")[0] for r in alerts)
         assert kinds == ["Spend after halt", "Task halted"], kinds
@@ -105,7 +105,7 @@ def test_a_short_halt_token_of_the_platforms_choosing_starts_and_is_sent(
         assert d.post_event(event("task.spend", t, spent="1")).json()["state"] == "halting"
         halt = http.wait_for(1, f"/tasks/{t}/halt")[0]
         assert halt.headers["authorization"] == "Bearer pk_7Qx"
-        _wait_state(d, t, "halted")
+        d.wait_state(t, "halted")
 
 
 def test_platform_failing_twice_gets_three_calls_with_one_key(
@@ -119,7 +119,7 @@ def test_platform_failing_twice_gets_three_calls_with_one_key(
         d.post_event(event("task.created", t, budget="1", currency="USD"))
         d.post_event(event("task.budget_reached", t))
         calls = http.wait_for(3, f"/tasks/{t}/halt", timeout=15)
-        _wait_state(d, t, "halted")
+        d.wait_state(t, "halted")
         assert len({c.headers["idempotency-key"] for c in calls}) == 1
         time.sleep(0.3)
         assert len(http.requests_to(f"/tasks/{t}/halt")) == 3
@@ -150,7 +150,7 @@ def test_dead_halt_owes_a_critical_alert_and_can_be_replayed(
         retried = subprocess.run([*cli, "retry", str(row["id"]), "--env-file", str(d.env_file)],
                                  capture_output=True, text=True, timeout=60)  # fmt: skip
         assert retried.returncode == 0 and '"status": "pending"' in retried.stdout, retried.stderr
-        _wait_state(d, t, "halted")
+        d.wait_state(t, "halted")
         assert len(http.requests_to(f"/tasks/{t}/halt")) == 3
 
 
@@ -199,7 +199,7 @@ def test_sigkill_between_commit_and_delivery_still_delivers(tmp_path: Path) -> N
         try:
             calls = http.wait_for(2, f"/tasks/{t}/halt", timeout=20)
             assert calls[0].headers["idempotency-key"] == calls[1].headers["idempotency-key"]
-            _wait_state(again, t, "halted")
+            again.wait_state(t, "halted")
             # The failed try before the kill, then the retry after the restart (when due).
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
@@ -248,15 +248,6 @@ def test_notify_test_reports_each_channel(tmp_path: Path) -> None:
         assert http.wait_for(1, "/a")[0].json["title"]
 
 
-def _wait_state(d: Daemon, task_id: str, state: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if d.task(task_id)["state"] == state:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{task_id} never reached {state}: {d.task(task_id)}\n{d.log()[-3000:]}")
-
-
 def test_bad_channel_url_stops_start_up_without_leaking(tmp_path: Path) -> None:
     """An apprise URL it cannot load: exit 2, a message naming the entry, no secret."""
     env = tmp_path / "bad.env"
@@ -283,7 +274,7 @@ def test_a_halt_call_slower_than_the_lease_is_made_once(tmp_path: Path) -> None:
         try:
             first.post_event(event("task.created", t, budget="1", currency="USD"))
             assert first.post_event(event("task.spend", t, spent="1")).status_code == 202
-            _wait_state(second, t, "halted", timeout=20)
+            second.wait_state(t, "halted", timeout=20)
             time.sleep(2.5)  # a second caller would have shown up by now
             calls = http.requests_to(f"/tasks/{t}/halt")
             assert len(calls) == 1, [c.at_monotonic for c in calls]

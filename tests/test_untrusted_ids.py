@@ -46,17 +46,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, http: HttpSink) -> Iterator
         yield d
 
 
-def wait_state(d: Daemon, task_id: str, state: str, timeout: float = 15.0) -> dict[str, object]:
-    path = "/v1/tasks/" + quote(task_id, safe="")
-    deadline = time.monotonic() + timeout
-    while True:
-        task: dict[str, object] = d.api("GET", path).json()
-        if task.get("state") == state or time.monotonic() > deadline:
-            assert task.get("state") == state, f"{task}\n{d.log()[-3000:]}"
-            return task
-        time.sleep(0.05)
-
-
 def halted_alert_for(alert: dict[str, str], task_id: str) -> bool:
     return alert["title"].startswith("Task halted") and task_id[:100] in alert["message"]
 
@@ -76,7 +65,7 @@ def test_any_accepted_task_id_is_halted_by_the_platform(
     (call,) = http.wait_for(1, cancel_path(task_id))
     assert call.headers["idempotency-key"].isascii()
     assert call.json["task_id"] == task_id
-    wait_state(daemon, task_id, "halted")
+    daemon.wait_state(task_id, "halted")
     deadline = time.monotonic() + 10
     while not [a for a in http.requests_to("/alerts") if halted_alert_for(a.json, task_id)]:
         assert time.monotonic() < deadline, "no halted alert for the task"
@@ -98,7 +87,7 @@ def test_a_non_ascii_webhook_id_still_halts(daemon: Daemon, http: HttpSink) -> N
     assert response.json()["event_id"] == msg_id
     (call,) = http.wait_for(1, cancel_path("t-wid"))
     assert call.headers["idempotency-key"].isascii()
-    wait_state(daemon, "t-wid", "halted")
+    daemon.wait_state("t-wid", "halted")
 
 
 def test_a_non_ascii_gcp_budget_id_is_halted(daemon: Daemon, http: HttpSink) -> None:
@@ -115,7 +104,7 @@ def test_a_non_ascii_gcp_budget_id_is_halted(daemon: Daemon, http: HttpSink) -> 
     task_id = response.json()["task_id"]
     assert task_id == "gcp:bü∂get:2026-11-01"
     http.wait_for(1, cancel_path(task_id))
-    wait_state(daemon, task_id, "halted")
+    daemon.wait_state(task_id, "halted")
 
 
 @pytest.mark.parametrize("task_id", [".", ".."])
