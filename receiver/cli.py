@@ -25,10 +25,9 @@ EXIT_STORE = 3
 
 
 def _fail_config(exc: ConfigError) -> int:
-    print("budget-receiver: the settings cannot start the daemon:", file=sys.stderr)
+    """One line per bad setting, each whole: a log pipeline shows them one by one."""
     for problem in exc.problems:
-        print(f"  - {problem}", file=sys.stderr)
-    print("See config/receiver.env.example for every setting.", file=sys.stderr)
+        print(f"budget-receiver: cannot start: {problem}", file=sys.stderr)
     return EXIT_CONFIG
 
 

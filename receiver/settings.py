@@ -216,7 +216,7 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
     try:
         return Settings(_env_file=env_file, _secrets_dir=secrets_dir, **overrides)  # type: ignore[call-arg]
     except SettingsError as exc:  # e.g. a file in the secrets directory this user cannot read
-        raise ConfigError([f"{exc}: {exc.__cause__ or 'unreadable'}"]) from None
+        raise ConfigError([_unreadable(exc)]) from None
     except ValidationError as exc:
         raise ConfigError([p for err in exc.errors() for p in _describe(err).split("\n")]) from None
 
@@ -227,3 +227,16 @@ def _describe(err: Any) -> str:
     if not loc:
         return msg
     return f"{ENV_PREFIX}{loc[0].upper()}: {msg}"
+
+
+def _unreadable(exc: SettingsError) -> str:
+    """``RECEIVER_X: cannot read FILE: Permission denied (...)`` for a secrets file."""
+    cause = exc.__cause__
+    field = re.search(r'field "(\w+)"', str(exc))
+    name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "settings"
+    if isinstance(cause, OSError) and cause.filename:
+        return (
+            f"{name}: cannot read {cause.filename}: {cause.strerror}"
+            f" (it must be readable by uid {os.getuid()})"
+        )
+    return f"{name}: {cause or exc}"
