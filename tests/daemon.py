@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -39,69 +39,27 @@ def write_env(path: Path, settings: Mapping[str, str]) -> Path:
     return path
 
 
-class Daemon:
-    """One `budget-receiver serve` process with its own env file and port."""
+class Endpoint:
+    """A running daemon seen from outside, at ``url``: signed webhooks and the API."""
 
-    def __init__(self, workdir: Path, settings: Mapping[str, str] | None = None) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.settings = {
-            "RECEIVER_HOST": "127.0.0.1",
-            "RECEIVER_PORT": str(self.port),
-            "RECEIVER_DATABASE_URL": f"sqlite:///{workdir / 'receiver.db'}",
-            "RECEIVER_WEBHOOK_SECRETS": SECRET,
-            "RECEIVER_ADMIN_TOKEN": ADMIN_TOKEN,
-            "RECEIVER_READ_TOKEN": READ_TOKEN,
-            **(settings or {}),
-        }
-        self.env_file = write_env(workdir / f"receiver-{self.port}.env", self.settings)
-        self.log_path = workdir / f"daemon-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> Daemon:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "receiver", "serve", "--env-file", str(self.env_file)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.workdir,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.log()}")
+    url: str
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        raise NotImplementedError
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> int:
-        """SIGTERM and wait: the graceful path."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    # -- talking to it -----------------------------------------------------------------
+    def wait_until_ready(self, exit_code: Callable[[], int | None], timeout: float) -> None:
+        """Until /readyz answers 200; fails with the log if the daemon exits (``exit_code``
+        is then not None) or is not ready within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = exit_code()
+            if code is not None:
+                raise RuntimeError(f"daemon exited with {code}:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.log()}")
 
     def post_event(
         self,
@@ -155,6 +113,62 @@ class Daemon:
             time.sleep(0.05)
 
 
+class Daemon(Endpoint):
+    """One `budget-receiver serve` process with its own env file and port."""
+
+    def __init__(self, workdir: Path, settings: Mapping[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.settings = {
+            "RECEIVER_HOST": "127.0.0.1",
+            "RECEIVER_PORT": str(self.port),
+            "RECEIVER_DATABASE_URL": f"sqlite:///{workdir / 'receiver.db'}",
+            "RECEIVER_WEBHOOK_SECRETS": SECRET,
+            "RECEIVER_ADMIN_TOKEN": ADMIN_TOKEN,
+            "RECEIVER_READ_TOKEN": READ_TOKEN,
+            **(settings or {}),
+        }
+        self.env_file = write_env(workdir / f"receiver-{self.port}.env", self.settings)
+        self.log_path = workdir / f"daemon-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Daemon:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "receiver", "serve", "--env-file", str(self.env_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.workdir,
+            )
+        self.wait_until_ready(self.proc.poll, timeout)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait: the graceful path."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
 @contextlib.contextmanager
 def running(workdir: Path, settings: Mapping[str, str] | None = None) -> Iterator[Daemon]:
     daemon = Daemon(workdir, settings).start()
@@ -183,7 +197,7 @@ class Burst:
     ``stop_on_error``; otherwise it keeps trying (a daemon refusing while it stops).
     """
 
-    def __init__(self, daemon: Daemon, tasks: list[str], threads: int = 8,
+    def __init__(self, daemon: Endpoint, tasks: list[str], threads: int = 8,
                  stop_on_error: bool = True) -> None:  # fmt: skip
         self.daemon = daemon
         self.tasks = tasks
@@ -233,7 +247,7 @@ class Burst:
                     with self._lock:
                         self.acked.append(Ack(msg_id, task_id, amount, time.monotonic()))
 
-    def assert_reflected_in(self, daemon: Daemon) -> None:
+    def assert_reflected_in(self, daemon: Endpoint) -> None:
         """Every acknowledged event is stored, and each task's spend is exactly the sum of
         its stored increments (an event stored whose 2xx was lost counts, once)."""
         for task_id in self.tasks:

@@ -1,358 +1,328 @@
-"""The container image's command line, run from the wheel the image installs.
+"""The real image, built from the Dockerfile with podman and run as containers.
 
-No Docker engine is needed. The Dockerfile is the source of truth: its final stage's
-ENV, WORKDIR, HEALTHCHECK, ENTRYPOINT and CMD are read here, so the test cannot drift
-from the image. The build context is what .dockerignore lets in; the wheel is built
-from it as the build stage does (`pip wheel --no-deps`) and installed into a fresh
-virtualenv. The container paths /opt/venv, /data and /run/secrets are mapped to
-temporary directories, as the image's virtualenv and the volumes would be. Settings
-come from an env file in `docker run --env-file` syntax and a docker-secrets
-directory, on top of the image's ENV defaults, and nothing from this process's
-environment leaks in.
+The README's "Run it in a container" commands are run as written (docker -> podman; only
+names, the env file's path and the published port differ: containers here share the
+host's network, so each listens on 127.0.0.1 on a port of its own). The rest uses the
+same image: uid, health check, signed events in with a halt call and alerts out, SIGTERM
+during a burst, restarts on the named volume, the CLI in the image, two replicas on one
+PostgreSQL database.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
 import json
-import os
 import re
-import shlex
-import shutil
-import signal
 import subprocess
-import sys
 import time
-import tomllib
-import zipfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from receiver.verify import sign
-from tests.daemon import ADMIN_TOKEN, READ_TOKEN, SECRET, event, free_port
+from tests.conftest import fresh_postgres_database
+from tests.container import Container, Image, build, podman, readme_commands, running, volume
+from tests.daemon import ADMIN_TOKEN, READ_TOKEN, SECRET, Burst, event, free_port
+from tests.servers import HttpSink
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
-OTHER_SECRET = "whsec_" + "V3JvbmdXcm9uZ1dyb25nV3Jvbmc="
-VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-
-
-# -- the Dockerfile, read the way docker reads it (for what this test needs) -------------
-
-
-@dataclass(frozen=True)
-class Stage:
-    """The final stage: ENV in order (values with $VAR still in them), WORKDIR, commands."""
-
-    env: list[tuple[str, str]]
-    workdir: str
-    user: str
-    expose: str
-    entrypoint: list[str]
-    cmd: list[str]
-    healthcheck: list[str]
-    healthcheck_timeout: float
-
-
-def instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments): comments dropped, backslash continuations joined."""
-    out: list[tuple[str, str]] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue  # also inside a continuation, as docker does
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, args = (pending + line).partition(" ")
-        out.append((keyword.upper(), args.strip()))
-        pending = ""
-    return out
-
-
-def final_stage(dockerfile: Path) -> Stage:
-    steps = instructions(dockerfile.read_text())
-    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
-    env: list[tuple[str, str]] = []
-    found: dict[str, str] = {}
-    for keyword, args in steps[last_from + 1 :]:
-        if keyword == "ENV":
-            for pair in shlex.split(args):
-                name, sep, value = pair.partition("=")
-                assert sep, f"ENV {pair!r}: use the ENV NAME=value form"
-                env.append((name, value))
-        else:
-            found[keyword] = args
-    options, sep, command = found["HEALTHCHECK"].partition(" CMD ")
-    assert sep, "HEALTHCHECK needs a CMD"
-    timeout = re.search(r"--timeout=(\d+)s", options)
-    # JSON (exec form) or this fails: the daemon must be PID 1 and get SIGTERM, not a shell.
-    exec_form = {name: json.loads(found[name]) for name in ("ENTRYPOINT", "CMD")}
-    return Stage(
-        env=env,
-        workdir=found["WORKDIR"],
-        user=found["USER"],
-        expose=found["EXPOSE"],
-        entrypoint=exec_form["ENTRYPOINT"],
-        cmd=exec_form["CMD"],
-        healthcheck=json.loads(command),
-        healthcheck_timeout=float(timeout.group(1)) if timeout else 30.0,
-    )
-
-
-def expand(value: str, env: Mapping[str, str]) -> str:
-    """$NAME and ${NAME} from the environment built so far, as ENV does."""
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), value)
-
-
-def docker_env_file(path: Path, lookup: Callable[[str], str | None]) -> dict[str, str]:
-    """`docker run --env-file` syntax (docker/cli pkg/kvfile): KEY=VALUE taken literally
-    (a value that starts and ends with the same quote loses them); no inline comments,
-    no expansion; a bare KEY passes that variable through from where docker runs."""
-    out: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8-sig").splitlines():
-        line = raw.lstrip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        assert key and not re.search(r"\s", key), f"docker refuses the line {line!r}"
-        if not sep:
-            passed = lookup(key)
-            if passed is None:
-                continue
-            value = passed
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key] = value
-    return out
-
-
-def build_context(root: Path, dest: Path) -> list[str]:
-    """Copy what .dockerignore lets into the build context; the last matching rule wins,
-    and a rule that matches a directory matches everything under it."""
-    rules = []
-    for raw in (root / ".dockerignore").read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            keep = line.startswith("!")
-            rules.append((line.lstrip("!").rstrip("/"), keep))
-    copied = []
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or ".git" in path.relative_to(root).parts[:1]:
-            continue
-        rel = path.relative_to(root).as_posix()
-        prefixes = ["/".join(rel.split("/")[: n + 1]) for n in range(rel.count("/") + 1)]
-        included = True
-        for pattern, keep in rules:
-            if any(fnmatch.fnmatchcase(p, pattern) for p in prefixes):
-                included = keep
-        if included:
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dest / rel)
-            copied.append(rel)
-    return copied
-
-
-# -- the image, built without docker ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Image:
-    root: Path  # stands in for the container's file system
-    mounts: dict[str, Path]  # container path -> where it is here
-    stage: Stage
-    wheel: Path
-    context: list[str]
-
-    def path(self, container_path: str) -> Path:
-        for inside, here in self.mounts.items():
-            if container_path == inside or container_path.startswith(inside + "/"):
-                return here / container_path[len(inside) :].lstrip("/")
-        raise AssertionError(f"{container_path} is not mapped")
-
-    def map(self, value: str) -> str:
-        """A value naming container paths, with each mapped here (as a volume would be)."""
-        for inside, here in self.mounts.items():
-            value = re.sub(rf"(?<![\w.-]){re.escape(inside)}(?=/|:|$)", str(here), value)
-        return value
-
-    def environment(self, env_file: Path | None = None) -> dict[str, str]:
-        """The container's environment: the base image's PATH and LANG, the image's ENV,
-        then `--env-file` over it. Nothing else from this process's environment."""
-        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "HOME": str(self.root / "home")}
-        for name, value in self.stage.env:
-            env[name] = self.map(expand(value, env))
-        if env_file is None:
-            return env
-        return env | docker_env_file(env_file, lookup=lambda _: None)
+DOCKER_STOP_TIMEOUT = 10  # `docker stop` sends SIGKILL after this by default
+PLATFORM_TOKEN = "platform-token-0123456789"
+README = readme_commands()
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
-    """Build context -> wheel (`pip wheel --no-deps`) -> fresh venv with the wheel and its
-    dependencies, as the Dockerfile's build stage does."""
-    root = tmp_path_factory.mktemp("image")
-    context = root / "context"
-    copied = build_context(REPO, context)
-    wheels = root / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheels, context],
-        check=True,
-        capture_output=True,
-    )
-    [wheel] = wheels.glob("budget_receiver-*.whl")
-    venv = root / "opt-venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", wheel],
-        check=True,
-        capture_output=True,
-    )
-    mounts = {"/opt/venv": venv, "/data": root / "data", "/run/secrets": root / "secrets"}
-    for here in (*mounts.values(), root / "home"):
-        here.mkdir(exist_ok=True)
-    return Image(root, mounts, final_stage(REPO / "Dockerfile"), wheel, copied)
+def image() -> Image:
+    """The image, built once with the README's build command."""
+    built = build(README[0])
+    size = built.inspect()["Size"]
+    print(f"\nimage {built.ref} on {built.base}: {size / 1e6:.0f} MB, built in "
+          f"{built.build_seconds:.1f} s")  # fmt: skip
+    return built
 
 
-def test_build_context_and_wheel_hold_the_package_only(image: Image) -> None:
-    """No tests, configs (env files with secrets), .git or data in the context; the wheel
-    has the package and its metadata, nothing else; --version names the project's."""
-    assert "pyproject.toml" in image.context and "receiver/app.py" in image.context
-    assert all(
-        name in ("pyproject.toml", "README.md", "LICENSE") or name.startswith("receiver/")
-        for name in image.context
-    ), image.context
-    assert not [n for n in image.context if "__pycache__" in n or n.endswith(".pyc")]
-    with zipfile.ZipFile(image.wheel) as wheel:
-        names = wheel.namelist()
-    assert all(n.startswith(("receiver/", f"budget_receiver-{VERSION}.dist-info/")) for n in names)
-    [program, *_] = image.stage.entrypoint
-    found = shutil.which(program, path=image.environment()["PATH"])
-    assert found == str(image.path("/opt/venv/bin") / program)
-    out = subprocess.run([found, "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == f"budget-receiver {VERSION}"
+@pytest.fixture
+def data() -> Iterator[str]:
+    with volume() as name:
+        yield name
 
 
-def test_the_image_runs_unprivileged_on_the_port_it_exposes(image: Image) -> None:
-    """USER is a fixed non-root uid (numeric, so runAsNonRoot can check it); the port the
-    daemon listens on by default is the one EXPOSEd; the database is on the volume."""
-    uid = image.stage.user.partition(":")[0]
-    assert uid.isdigit() and int(uid) != 0
-    env = image.environment()
-    assert env["RECEIVER_PORT"] == image.stage.expose == "8080"
-    assert env["RECEIVER_HOST"] == "0.0.0.0"  # noqa: S104 - a container listens on all
-    assert env["RECEIVER_DATABASE_URL"] == f"sqlite:///{image.path('/data/receiver.db')}"
+def settings(**more: str) -> dict[str, str]:
+    return {"RECEIVER_WEBHOOK_SECRETS": SECRET, "RECEIVER_ADMIN_TOKEN": ADMIN_TOKEN,
+            "RECEIVER_READ_TOKEN": READ_TOKEN, **more}  # fmt: skip
 
 
-@contextlib.contextmanager
-def container(image: Image, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """ENTRYPOINT + CMD, in WORKDIR, with exactly ``env``; SIGTERM on the way out."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*image.stage.entrypoint, *image.stage.cmd],
-            env=env,
-            cwd=image.path(image.stage.workdir),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+def records(container: Container) -> list[dict[str, object]]:
+    """The daemon's log: JSON lines (the image's RECEIVER_LOG_FORMAT)."""
+    return [json.loads(line) for line in container.log().splitlines() if line.startswith("{")]
 
 
-def test_the_image_command_serves_with_env_file_and_docker_secrets(image: Image) -> None:
-    """The image's command line with its ENV defaults, an env file and docker secrets:
-    /healthz answers, the HEALTHCHECK command passes (and fails once the daemon is gone),
-    a signed event is accepted, the admin token from the secrets directory works, the
-    database lands on /data, logs are JSON lines without secrets, SIGTERM exits 0."""
+def edit_env(text: str, values: dict[str, str], delete: set[str]) -> str:
+    """An env file with each KEY= line of ``values`` set and the ``delete`` lines gone."""
+    out = []
+    for line in text.splitlines():
+        key = line.partition("=")[0]
+        if key in delete:
+            continue
+        out.append(f"{key}={values.pop(key)}" if key in values else line)
+    return "\n".join(out + [f"{k}={v}" for k, v in values.items()]) + "\n"
+
+
+def readme(*words: str) -> list[str]:
+    """The README command that has these words, in this order, at its start."""
+    [found] = [c for c in README if c[: len(words)] == list(words)]
+    return found
+
+
+def test_the_readme_container_commands_work_as_written(image: Image, tmp_path: Path) -> None:
+    """new-secret, the env file made from the example as the README says, check-config,
+    a volume, `run -d`, /readyz, a signed event, `stop`: each does what the README says."""
+    env_file = tmp_path / "receiver.env"
+    name = data = f"br-test-readme-{uuid.uuid4().hex[:8]}"  # the container and its volume
     port = free_port()
-    env_file = image.root / "receiver.env"
-    env_file.write_text(
-        "# budget-receiver, for `docker run --env-file` (no quotes, no inline comments)\n"
-        f"RECEIVER_PORT={port}\n"
-        f"RECEIVER_READ_TOKEN={READ_TOKEN}\n"
-        "\n"
-        "RECEIVER_LOG_LEVEL=info\n"
-    )
-    # `docker secret create` / compose `secrets:` put one file per secret in /run/secrets.
-    secrets = image.path("/run/secrets")
-    (secrets / "RECEIVER_ADMIN_TOKEN").write_text(ADMIN_TOKEN + "\n")
-    (secrets / "receiver_webhook_secrets").write_text(SECRET)  # file names ignore case
-    env = image.environment(env_file)
-    assert {"RECEIVER_ADMIN_TOKEN", "RECEIVER_WEBHOOK_SECRETS"}.isdisjoint(env)  # files only
-    url = f"http://127.0.0.1:{port}"
-    log = image.root / "container.log"
 
-    started = time.monotonic()
-    with container(image, env, log) as proc:
-        while True:
-            assert proc.poll() is None, f"exited with {proc.returncode}:\n{log.read_text()}"
-            assert time.monotonic() - started < 30, f"not up after 30 s:\n{log.read_text()}"
-            with contextlib.suppress(httpx.HTTPError):
-                health = httpx.get(url + "/healthz", timeout=1)
-                break
-            time.sleep(0.05)
-        assert health.status_code == 200 and health.json()["version"] == VERSION
+    def as_podman(argv: list[str]) -> list[str]:
+        """docker -> podman; the test's names and env file; no -p (host network)."""
+        assert argv[0] == "docker", argv
+        out: list[str] = []
+        words = iter(argv[1:])
+        for word in words:
+            if word == "-p":
+                next(words)
+            elif word == "--name":
+                out += [word, name]
+                next(words)
+            elif word == "budget-receiver":
+                out.append(name if out == ["stop"] else image.ref)
+            else:
+                word = word.replace("receiver-data", data)
+                out.append(word.replace("config/receiver.env", str(env_file)))
+        return out
 
-        check = subprocess.run(
-            image.stage.healthcheck,
-            env=env,
-            cwd=image.path(image.stage.workdir),
-            capture_output=True,
-            timeout=image.stage.healthcheck_timeout,
-        )
-        assert check.returncode == 0, check.stderr
+    made = podman(*as_podman(readme("docker", "run", "--rm", "budget-receiver", "new-secret")))
+    secret = made.stdout.strip()
+    assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{40,}={0,2}", secret), made.stdout
 
-        body = json.dumps(event("task.created", "c-1", budget="100", currency="USD")).encode()
-        headers = sign(SECRET, "msg_container_1", int(time.time()), body)
-        accepted = httpx.post(
-            url + "/webhooks/budget",
-            content=body,
-            headers=headers | {"content-type": "application/json"},
-            timeout=5,
-        )
+    cp = readme("cp")
+    assert cp[1:] == ["config/receiver.env.example", "config/receiver.env"], cp
+    # The edits the README asks for, then the test's own address on the loopback.
+    edits = {"RECEIVER_WEBHOOK_SECRETS": secret, "RECEIVER_ADMIN_TOKEN": ADMIN_TOKEN,
+             "RECEIVER_READ_TOKEN": READ_TOKEN}  # fmt: skip
+    example = (REPO / "config" / "receiver.env.example").read_text()
+    env_file.write_text(edit_env(example, edits, delete={"RECEIVER_DATABASE_URL"}))
+    checked = podman(*as_podman(readme("docker", "run", "--rm", "--env-file")))
+    assert checked.stdout.startswith("settings are valid"), checked.stdout
+    assert "database:   sqlite:////data/receiver.db" in checked.stdout  # on the volume
+    env_file.write_text(edit_env(env_file.read_text(), {"RECEIVER_HOST": "127.0.0.1",
+                                 "RECEIVER_PORT": str(port)}, delete=set()))  # fmt: skip
+
+    podman(*as_podman(readme("docker", "volume", "create")))
+    podman(*as_podman(readme("docker", "run", "-d")))
+    try:
+        container = Container(image, tmp_path, {}, volume=data)
+        container.name, container.url = name, f"http://127.0.0.1:{port}"
+        container.wait_ready()
+        curl = [w.replace(":8080/", f":{port}/") for w in readme("curl")]
+        assert subprocess.run(curl, capture_output=True, timeout=10).returncode == 0
+        doc = event("task.created", "readme-1", budget="10", currency="USD")
+        accepted = container.post_event(doc, secret=secret)
         assert accepted.status_code == 202, accepted.text
-        other = sign(OTHER_SECRET, "msg_container_2", int(time.time()), body)
-        refused = httpx.post(
-            url + "/webhooks/budget",
-            content=body,
-            headers=other | {"content-type": "application/json"},
-            timeout=5,
-        )
-        assert refused.status_code == 401  # only the secret from the secrets file signs
+        assert container.task("readme-1")["state"] == "active"
 
-        auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-        tasks = httpx.get(url + "/v1/tasks", headers=auth, timeout=5)
-        assert tasks.status_code == 200, tasks.text
-        assert [t["task_id"] for t in tasks.json()["tasks"]] == ["c-1"]
-        wrong = httpx.get(
-            url + "/v1/tasks", headers={"authorization": "Bearer " + "x" * 24}, timeout=5
-        )
-        assert wrong.status_code == 401
-        read = httpx.get(url + "/v1/tasks/c-1", headers={"authorization": f"Bearer {READ_TOKEN}"})
-        assert read.status_code == 200 and read.json()["state"] == "active"
+        podman(*as_podman(readme("docker", "stop")))
+        assert container.exit_code() == 0, container.log()
+        log = container.log()
+        messages = [str(r["msg"]) for r in records(container)]
+        for start in ("budget-receiver ", "store: ", "alert channels: ", "halting: "):
+            assert any(m.startswith(start) for m in messages), (start, messages)
+        assert secret.removeprefix("whsec_") not in log and ADMIN_TOKEN not in log
+        assert "stopped" in messages
+    finally:
+        podman("rm", "-f", name, check=False)
+        podman("volume", "rm", "-f", data, check=False)
 
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, log.read_text()
 
-    gone = subprocess.run(image.stage.healthcheck, env=env, capture_output=True, timeout=10)
-    assert gone.returncode != 0
-    assert image.path("/data/receiver.db").is_file()
-    lines = log.read_text().splitlines()
-    records = [json.loads(line) for line in lines]  # RECEIVER_LOG_FORMAT=json from the image
-    assert any(r["msg"] == "stopped" for r in records)
-    text = "\n".join(lines)
-    assert ADMIN_TOKEN not in text and SECRET.removeprefix("whsec_") not in text
+def test_runs_as_uid_10001_and_its_health_check_follows_the_daemon(
+    image: Image, tmp_path: Path, data: str
+) -> None:
+    """The daemon is PID 1 as uid 10001, which can write /data but not its own code; the
+    image's HEALTHCHECK passes while it answers, fails while it hangs (SIGSTOP) and once
+    it is gone; the image holds the package and nothing else of the repository."""
+    inspected = image.inspect()
+    assert inspected["Config"]["User"] == "10001:10001"
+    check = inspected["Healthcheck"]["Test"]
+    assert check[0] == "CMD", check  # exec form: needs no shell, no curl
+    with running(image, tmp_path, settings(), volume=data) as container:
+        status = container.exec("cat", "/proc/1/status").stdout
+        assert re.search(r"^Uid:\s+10001\s+10001\s+10001\s+10001$", status, re.M), status
+        cmdline = container.exec("cat", "/proc/1/cmdline").stdout.split("\0")
+        assert cmdline[1:3] == ["/opt/venv/bin/budget-receiver", "serve"], cmdline
+        writable = container.exec("sh", "-c", "test -w /data && ! test -w /opt/venv/bin")
+        assert writable.returncode == 0
+        site = "/opt/venv/lib/python3*/site-packages"
+        leftovers = container.exec("sh", "-c", f"ls -d /src {site}/tests")
+        assert leftovers.stdout == "", leftovers.stdout
+        record = container.exec("sh", "-c", f"cat {site}/budget_receiver-*.dist-info/RECORD")
+        installed = [line.split(",")[0] for line in record.stdout.splitlines()]
+        assert "receiver/app.py" in installed
+        assert all(
+            path.startswith(("receiver/", "budget_receiver-", "../../../bin/"))
+            for path in installed
+        ), installed  # the package only: no tests, no config
+
+        assert podman("healthcheck", "run", container.name, check=False).returncode == 0
+        podman("kill", "--signal", "STOP", container.name)
+        try:
+            hung = podman("healthcheck", "run", container.name, check=False, timeout=30)
+            assert hung.returncode == 1 and "unhealthy" in hung.stdout, hung
+        finally:
+            podman("kill", "--signal", "CONT", container.name)
+        assert podman("healthcheck", "run", container.name, check=False).returncode == 0
+
+        code, _ = container.stop()
+        assert code == 0, container.log()
+    # The same command with nothing listening on the daemon's port.
+    gone = podman("run", "--rm", "-e", f"RECEIVER_PORT={container.port}", "--entrypoint",
+                  check[1], image.ref, *check[2:], check=False)  # fmt: skip
+    assert gone.returncode != 0 and "Connection refused" in gone.stderr, gone
+
+
+def test_signed_events_in_halt_call_and_alerts_out_with_secrets_in_run_secrets(
+    image: Image, tmp_path: Path, data: str
+) -> None:
+    """Secrets as files in /run/secrets (docker secrets), the rest in the env file: events
+    are verified with the secret from the file, the limit makes one halt call to the
+    platform and the alerts reach the channel, both on 127.0.0.1."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "RECEIVER_WEBHOOK_SECRETS").write_text(SECRET + "\n")
+    (secrets / "receiver_admin_token").write_text(ADMIN_TOKEN)  # names ignore case
+    (secrets / "RECEIVER_HALT_TOKEN").write_text(PLATFORM_TOKEN)
+    for path in (secrets, *secrets.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o444)
+
+    checked = podman("run", "--rm", "-v", f"{secrets}:/run/secrets:ro", image.ref, "check-config")
+    assert "1 webhook secret(s)" in checked.stdout and "halting:    local only" in checked.stdout
+
+    with HttpSink() as http:
+        env = {"RECEIVER_READ_TOKEN": READ_TOKEN,
+               "RECEIVER_NOTIFY_URLS": f"json://127.0.0.1:{http.port}/alerts",
+               "RECEIVER_HALT_URL": f"{http.url}/tasks/{{task_id}}/halt"}  # fmt: skip
+        with running(image, tmp_path, env, volume=data, secrets=secrets) as container:
+            t = "c-ümlaut 1"
+            created = container.post_event(event("task.created", t, budget="10.00",
+                                                  currency="EUR", task_name="Agent 7"))  # fmt: skip
+            assert created.status_code == 202, created.text
+            unsigned = httpx.post(container.url + "/webhooks/budget", json={}, timeout=5)
+            assert unsigned.status_code == 401
+            assert container.post_event(event("task.spend", t, spent="5.50")).status_code == 202
+            assert container.post_event(event("task.spend", t, spent="10.00")).status_code == 202
+
+            halt = http.wait_for(1, "/tasks/c-%C3%BCmlaut%201/halt", timeout=15)[0]
+            assert halt.headers["authorization"] == f"Bearer {PLATFORM_TOKEN}"
+            assert halt.headers["idempotency-key"].startswith("halt-")
+            assert halt.json["task_id"] == t and halt.json["spent"] == "10.00"
+            container.wait_state(t, "halted")
+            deadline = time.monotonic() + 15
+            while not any(
+                r.json["title"].startswith("Task halted") for r in http.requests_to("/alerts")
+            ):
+                assert time.monotonic() < deadline, http.requests
+                time.sleep(0.05)
+            titles = [r.json["title"] for r in http.requests_to("/alerts")]
+            assert titles == ["Budget warning: Agent 7 (c-ümlaut 1) passed 50% of its budget",
+                              "Task halted: Agent 7 (c-ümlaut 1) reached its budget (10.00 EUR)"]  # fmt: skip
+            read = container.api("GET", "/v1/tasks", token=READ_TOKEN)
+            assert read.status_code == 200
+            wrong = container.api("GET", "/v1/tasks", token="x" * 24)
+            assert wrong.status_code == 401
+            log = container.log()
+            for secret in (SECRET.removeprefix("whsec_"), ADMIN_TOKEN, PLATFORM_TOKEN):
+                assert secret not in log
+
+
+def test_sigterm_during_a_burst_loses_nothing_and_the_volume_keeps_the_state(
+    image: Image, tmp_path: Path, data: str
+) -> None:
+    """`podman stop` while events pour in: exit 0 well within docker's default stop
+    timeout; after `podman start`, and again in a new container on the same volume (an
+    upgrade), every acknowledged event is there and each spend is the sum of its events."""
+    container = Container(image, tmp_path, settings(), volume=data).start()
+    try:
+        burst = Burst(container, [f"burst-{n}" for n in range(10)], threads=6,
+                      stop_on_error=False).start()  # fmt: skip
+        burst.wait_for(300)
+        code, took = container.stop()
+        burst.stop()
+        assert len(burst.acked) >= 100, "the burst never got going"
+        assert code == 0, container.log()
+        assert took < DOCKER_STOP_TIMEOUT / 2, f"took {took:.1f} s to stop"
+        print(f"\npodman stop after {len(burst.acked)} acks took {took:.2f} s")
+        assert "stopped" in [r["msg"] for r in records(container)]
+
+        burst.assert_reflected_in(container.restart())
+        container.stop()
+    finally:
+        container.remove()
+    with running(image, tmp_path, settings(), volume=data) as upgraded:
+        burst.assert_reflected_in(upgraded)
+        listed = upgraded.api("GET", "/v1/tasks", params={"limit": 100}).json()["tasks"]
+        assert len(listed) == 10
+
+
+def test_the_cli_in_the_image_and_settings_that_cannot_start_it(
+    image: Image, tmp_path: Path
+) -> None:
+    """A bad env file stops the image with exit code 2 and one line per bad setting, each
+    naming it; a secrets file uid 10001 cannot read is one line naming the file."""
+    bad = tmp_path / "bad.env"
+    bad.write_text(f"RECEIVER_WEBHOOK_SECRETS={SECRET}\nRECEIVER_PORT=eighty\n")
+    refused = podman("run", "--rm", "--env-file", bad, image.ref, check=False, timeout=60)
+    assert refused.returncode == 2, refused
+    assert refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("budget-receiver: cannot start: RECEIVER_PORT: "), line
+
+    example = podman("run", "--rm", "--env-file", REPO / "config" / "receiver.env.example",
+                     image.ref, "check-config", check=False)  # fmt: skip
+    assert example.returncode == 2
+    named = [line.split(": ")[2] for line in example.stderr.splitlines()]
+    assert named == ["RECEIVER_WEBHOOK_SECRETS", "RECEIVER_ADMIN_TOKEN", "RECEIVER_READ_TOKEN"]
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o755)
+    (secrets / "RECEIVER_WEBHOOK_SECRETS").write_text(SECRET)
+    (secrets / "RECEIVER_WEBHOOK_SECRETS").chmod(0o600)  # root's only
+    unreadable = podman("run", "--rm", "-v", f"{secrets}:/run/secrets:ro", image.ref,
+                        "check-config", check=False)  # fmt: skip
+    assert unreadable.returncode == 2
+    assert unreadable.stderr.splitlines() == [
+        "budget-receiver: cannot start: RECEIVER_WEBHOOK_SECRETS: cannot read"
+        " /run/secrets/RECEIVER_WEBHOOK_SECRETS: Permission denied (it must be readable by"
+        " uid 10001)"
+    ]
+    version = podman("run", "--rm", image.ref, "--version")
+    assert version.stdout.startswith("budget-receiver ")
+
+
+def test_two_replicas_of_the_image_share_one_postgresql_database(
+    image: Image, tmp_path: Path
+) -> None:
+    """Two containers on one PostgreSQL database (no volume): one event sent to each,
+    both seen by both, the halt called once."""
+    with fresh_postgres_database() as url, HttpSink() as http:
+        env = settings(RECEIVER_DATABASE_URL=url,
+                       RECEIVER_HALT_URL=f"{http.url}/tasks/{{task_id}}/halt")  # fmt: skip
+        with running(image, tmp_path, env) as one, running(image, tmp_path, env) as two:
+            created = event("task.created", "r-1", budget="5", currency="USD")
+            assert one.post_event(created).status_code == 202
+            assert two.post_event(event("task.spend", "r-1", spent="5")).status_code == 202
+            for replica in (one, two):
+                replica.wait_state("r-1", "halted")
+                assert replica.task("r-1")["spent"] == "5"
+            time.sleep(0.5)
+            assert len(http.requests_to("/tasks/r-1/halt")) == 1
+            for replica in (one, two):
+                assert "store: postgresql://" in replica.log()
