@@ -1,4 +1,4 @@
-# budget-receiver container image. Build and run: see docs/production.md.
+# budget-receiver container image. Build, run and operate it: see docs/operations.md.
 #
 #   docker build -t budget-receiver .
 #   docker run -d --name budget-receiver -p 8080:8080 -v receiver-data:/data \
