@@ -4,8 +4,9 @@
 #   docker run -d --name budget-receiver -p 8080:8080 -v receiver-data:/data \
 #     --env-file config/receiver.env --stop-timeout 30 budget-receiver
 #
-# tests/test_container.py reads ENV, WORKDIR, HEALTHCHECK, ENTRYPOINT and CMD of the
-# final stage and runs exactly that command line from the same wheel.
+# tests/test_container.py builds this file with podman and runs the image for real.
+# Where no registry is reachable, PYTHON_IMAGE is a local stand-in for the official base:
+#   podman build --format docker --build-arg PYTHON_IMAGE=$(scripts/container-base) ...
 
 ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 

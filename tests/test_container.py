@@ -131,6 +131,10 @@ def test_the_readme_container_commands_work_as_written(image: Image, tmp_path: P
         assert accepted.status_code == 202, accepted.text
         assert container.task("readme-1")["state"] == "active"
 
+        # docs/operations.md: the CLI inside finds the address and token in its settings.
+        listed = podman("exec", name, "budget-receiver", "tasks", "list")
+        assert "readme-1" in listed.stdout, listed
+
         podman(*as_podman(readme("docker", "stop")))
         assert container.exit_code() == 0, container.log()
         log = container.log()
