@@ -127,10 +127,12 @@ class Container(Endpoint):
         *,
         volume: str | None = None,
         secrets: Path | None = None,
+        name: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.image = image
-        self.name = f"br-test-{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
+        self.name = name or f"br-test-{uuid.uuid4().hex[:8]}"
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = {"RECEIVER_HOST": "127.0.0.1", "RECEIVER_PORT": str(self.port),
                          **settings}  # fmt: skip

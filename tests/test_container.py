@@ -36,7 +36,7 @@ README = readme_commands()
 @pytest.fixture(scope="module")
 def image() -> Image:
     """The image, built once with the README's build command."""
-    built = build(README[0])
+    built = build(readme("docker", "build"))
     size = built.inspect()["Size"]
     print(f"\nimage {built.ref} on {built.base}: {size / 1e6:.0f} MB, built in "
           f"{built.build_seconds:.1f} s")  # fmt: skip
@@ -61,7 +61,7 @@ def records(container: Container) -> list[dict[str, object]]:
 
 def edit_env(text: str, values: dict[str, str], delete: set[str]) -> str:
     """An env file with each KEY= line of ``values`` set and the ``delete`` lines gone."""
-    out = []
+    values, out = dict(values), []
     for line in text.splitlines():
         key = line.partition("=")[0]
         if key in delete:
@@ -70,9 +70,13 @@ def edit_env(text: str, values: dict[str, str], delete: set[str]) -> str:
     return "\n".join(out + [f"{k}={v}" for k, v in values.items()]) + "\n"
 
 
+RUN: list[list[str]] = []  # README commands the tests have run
+
+
 def readme(*words: str) -> list[str]:
-    """The README command that has these words, in this order, at its start."""
+    """The README command that starts with these words."""
     [found] = [c for c in README if c[: len(words)] == list(words)]
+    RUN.append(found)
     return found
 
 
@@ -121,9 +125,7 @@ def test_the_readme_container_commands_work_as_written(image: Image, tmp_path: P
     podman(*as_podman(readme("docker", "volume", "create")))
     podman(*as_podman(readme("docker", "run", "-d")))
     try:
-        container = Container(image, tmp_path, {}, volume=data)
-        container.name, container.url = name, f"http://127.0.0.1:{port}"
-        container.wait_ready()
+        container = Container(image, tmp_path, {}, name=name, port=port).wait_ready()
         curl = [w.replace(":8080/", f":{port}/") for w in readme("curl")]
         assert subprocess.run(curl, capture_output=True, timeout=10).returncode == 0
         doc = event("task.created", "readme-1", budget="10", currency="USD")
@@ -143,6 +145,7 @@ def test_the_readme_container_commands_work_as_written(image: Image, tmp_path: P
             assert any(m.startswith(start) for m in messages), (start, messages)
         assert secret.removeprefix("whsec_") not in log and ADMIN_TOKEN not in log
         assert "stopped" in messages
+        assert all(command in RUN for command in README), "a README command was not run"
     finally:
         podman("rm", "-f", name, check=False)
         podman("volume", "rm", "-f", data, check=False)
