@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
 import uuid
@@ -85,7 +86,7 @@ class Image:
 
 def build(build_command: Sequence[str]) -> Image:
     """``docker build -t NAME .`` from the README, run with podman on the local base."""
-    if subprocess.run(["which", "podman"], capture_output=True).returncode != 0:
+    if shutil.which("podman") is None:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{REQUIRE_ENV}=1 but podman is not installed", pytrace=False)
         pytest.skip(f"podman is not installed: run scripts/container-base ({REQUIRE_ENV}=1 "
