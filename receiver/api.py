@@ -15,11 +15,10 @@ from .errors import Conflict, InvalidEvent, NotFound, RequestRejected
 from .events import load_json
 from .ingest import read_body
 from .internal import resumed
-from .model import Task, TaskState
+from .model import DeliveryStatus, Task, TaskState
 from .money import parse_money
 from .record import Recorder
 from .state import GateReason, gate
-from .store import DeliveryStatus
 from .views import delivery_view, event_view, task_view
 
 log = logging.getLogger("receiver.api")

@@ -70,7 +70,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
     """Build the app; raises ConfigError for settings found bad only here (channel URLs)."""
     channels = build_channels(settings)
-    store = open_store(settings)
+    store = open_store(settings.database_url, pool_size=settings.database_pool_size)
     policy = policy_of(settings)
     channel_routes = routes(channels)
     metrics = Metrics()

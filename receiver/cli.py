@@ -110,7 +110,7 @@ async def _check_store(settings: Settings) -> None:
     clear line and exit 3, not a traceback from inside the server."""
     from .store import open_store
 
-    store = open_store(settings)
+    store = open_store(settings.database_url, pool_size=settings.database_pool_size)
     await store.open()
     await store.close()
 

@@ -25,11 +25,10 @@ from .errors import StoreUnavailable
 from .halt import HaltCaller, HaltOutcome
 from .internal import halt_result
 from .metrics import Metrics
-from .model import EventType
+from .model import Delivery, DeliveryStatus, EventType, FollowUp
 from .outbox import Route, decider
 from .state import Policy
-from .store import Delivery, DeliveryStatus, Store
-from .store.base import FollowUp
+from .store import Store
 
 log = logging.getLogger("receiver.dispatch")
 CLAIM_BATCH = 64

@@ -14,9 +14,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import RequestRejected
-from .model import Decision, Task
+from .model import Decide, Decision, Task
 from .store import Store
-from .store.base import Decide
 
 log = logging.getLogger("receiver.ingest")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

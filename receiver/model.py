@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -185,3 +186,51 @@ class EventRecord:
     received_at: float
     occurred_at: float
     payload: dict[str, Any]
+
+
+Decide = Callable[[Task | None], Decision]
+"""Pure: the task as stored (None if new) -> what to write. Runs inside the transaction."""
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbox row as the dispatcher and the deliveries API see it."""
+
+    id: int
+    kind: str
+    channel: str
+    task_id: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    status: DeliveryStatus
+    attempts: int
+    next_at: float
+    created_at: float
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What /metrics reports about the stored state."""
+
+    tasks_by_state: dict[str, int]
+    pending: int
+    dead: int
+    oldest_due: float | None  # next_at of the earliest pending row
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """An internal event applied in the same transaction as settling a delivery."""
+
+    event: BudgetEvent
+    decide: Decide
+    # Called once the settle that applied it has committed (metrics).
+    committed: Callable[[], object] = lambda: None

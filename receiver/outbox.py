@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Alert, BudgetEvent, Decision, Forecast, Halt, OutboxItem, Severity, Task
+from .model import Alert, BudgetEvent, Decide, Decision, Forecast, Halt, OutboxItem, Severity, Task
 from .money import fmt
 from .state import Policy, transition
-from .store.base import Decide
 from .views import task_view
 
 HALT_CHANNEL = "halt"

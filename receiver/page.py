@@ -20,9 +20,9 @@ from starlette.routing import Route
 from .auth import SESSION_SECONDS, Role, Tokens
 from .errors import Forbidden, StoreUnavailable
 from .ingest import read_body
-from .model import Task
+from .model import DeliveryStatus, Task
 from .page_html import RANK, Snapshot, render_login, render_status, render_unavailable
-from .store.base import DeliveryStatus, Store
+from .store import Store
 
 log = logging.getLogger("receiver.page")
 COOKIE = "receiver_session"

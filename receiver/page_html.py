@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from string import Template
 
-from .model import Task, TaskState
+from .model import Delivery, Task, TaskState
 from .money import PERCENT_PRECISION, fmt
-from .store.base import Delivery
 from .views import iso
 
 REFRESH_SECONDS = 10

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .model import EventRecord, Task
+from .model import Delivery, EventRecord, Task
 from .money import fmt
 from .state import GateReason, gate
-from .store.base import Delivery
 
 
 def iso(moment: float | None) -> str | None:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from receiver.store.base import Store
+from receiver.store import Store
 from receiver.store.postgres import PostgresStore
 from receiver.store.sqlite import SQLiteStore
 

@@ -20,11 +20,10 @@ from receiver.channels import LOG_CHANNEL, Channel
 from receiver.dispatch import Dispatcher
 from receiver.halt import HaltCaller, HaltResult
 from receiver.metrics import Metrics
-from receiver.model import BudgetEvent, EventType, Severity, TaskState
+from receiver.model import BudgetEvent, DeliveryStatus, EventType, Severity, TaskState
 from receiver.outbox import Route, decider
 from receiver.settings import Settings
 from receiver.state import Policy
-from receiver.store import DeliveryStatus
 from receiver.store.sqlite import SQLiteStore
 
 POLICY = Policy(halt_calls_out=True)

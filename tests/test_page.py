@@ -19,10 +19,9 @@ from starlette.applications import Starlette
 
 from receiver import page
 from receiver.auth import SESSION_SECONDS, Role, Tokens
-from receiver.model import Task, TaskState
+from receiver.model import Delivery, DeliveryStatus, Task, TaskState
 from receiver.page import COOKIE, page_routes, read_snapshot
 from receiver.page_html import Snapshot, bar, order_tasks, pct, render_login, render_status
-from receiver.store.base import Delivery, DeliveryStatus
 from tests.browser import Browser, chromium_or_skip
 from tests.daemon import ADMIN_TOKEN, READ_TOKEN, event, running
 from tests.servers import HttpSink, Reply

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from receiver.errors import ConfigError
-from receiver.model import BudgetEvent, EventType, Severity
+from receiver.model import BudgetEvent, DeliveryStatus, EventType, Severity
 from receiver.outbox import Route, decider
 from receiver.prune import Pruner, Run
 from receiver.retention import DAY_SECONDS, cutoff, delivery_prunable, event_prunable
 from receiver.settings import load_settings
 from receiver.state import Policy
-from receiver.store.base import DeliveryStatus, Store
+from receiver.store import Store
 from receiver.store.sqlite import SQLiteStore
 
 T0 = 1_764_000_000.0

@@ -24,10 +24,20 @@ from conftest import StoreTarget, postgres_server_url
 from faults import file_writes_refused
 
 from receiver.errors import Conflict, CurrencyMismatch, InvalidEvent, StoreUnavailable
-from receiver.model import Applied, BudgetEvent, EventType, Outcome, Severity, TaskState
+from receiver.model import (
+    Applied,
+    BudgetEvent,
+    Delivery,
+    DeliveryStatus,
+    EventType,
+    FollowUp,
+    Outcome,
+    Severity,
+    TaskState,
+)
 from receiver.outbox import HALT_CHANNEL, Route, decider
 from receiver.state import Policy
-from receiver.store.base import Delivery, DeliveryStatus, FollowUp, Store
+from receiver.store import Store
 from receiver.store.postgres import PostgresStore
 from receiver.store.schema import SCHEMA_VERSION, statements
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from ..settings import Settings
-from .base import Decide, Delivery, DeliveryStatus, Store
+from pathlib import Path
+
+from .base import Store
 
 
-def open_store(settings: Settings) -> Store:
-    """The store RECEIVER_DATABASE_URL names (not yet opened)."""
-    path = settings.sqlite_path
-    if path is not None:
+def open_store(database_url: str, *, pool_size: int = 10) -> Store:
+    """The store ``database_url`` names (not yet opened): ``sqlite:///PATH`` or a
+    PostgreSQL URL (``pool_size`` connections per process)."""
+    if database_url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(path)
+        return SQLiteStore(Path(database_url.removeprefix("sqlite:///")))
     from .postgres import PostgresStore
 
-    return PostgresStore(settings.database_url, max_size=settings.database_pool_size)
+    return PostgresStore(database_url, max_size=pool_size)
 
 
-__all__ = ["Decide", "Delivery", "DeliveryStatus", "Store", "open_store"]
+__all__ = ["Store", "open_store"]

@@ -20,7 +20,19 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from ..errors import StoreUnavailable
-from ..model import Applied, BudgetEvent, EventRecord, Outcome, Task, TaskState
+from ..model import (
+    Applied,
+    BudgetEvent,
+    Decide,
+    Delivery,
+    DeliveryStatus,
+    EventRecord,
+    FollowUp,
+    Outcome,
+    StoreStats,
+    Task,
+    TaskState,
+)
 from ..retention import Pruned
 from .base import (
     DELIVERY_COLUMNS,
@@ -31,12 +43,7 @@ from .base import (
     READY_UPSERT,
     STATS_QUERIES,
     TASK_COLUMNS,
-    Decide,
-    Delivery,
-    DeliveryStatus,
-    FollowUp,
     PrunePlan,
-    StoreStats,
     deliveries_to_prune,
     dumps,
     event_payload,

@@ -19,7 +19,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ReceiverError, StoreUnavailable
-from ..model import Applied, BudgetEvent, EventRecord, Outcome, Task, TaskState
+from ..model import (
+    Applied,
+    BudgetEvent,
+    Decide,
+    Delivery,
+    DeliveryStatus,
+    EventRecord,
+    FollowUp,
+    Outcome,
+    StoreStats,
+    Task,
+    TaskState,
+)
 from ..retention import Pruned
 from .base import (
     DELIVERY_COLUMNS,
@@ -30,12 +42,7 @@ from .base import (
     READY_UPSERT,
     STATS_QUERIES,
     TASK_COLUMNS,
-    Decide,
-    Delivery,
-    DeliveryStatus,
-    FollowUp,
     PrunePlan,
-    StoreStats,
     deliveries_to_prune,
     dumps,
     event_payload,
