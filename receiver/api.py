@@ -11,9 +11,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route as HttpRoute
 
 from .auth import Role, Tokens
+from .edge import read_body
 from .errors import Conflict, InvalidEvent, NotFound, RequestRejected
 from .events import load_json
-from .ingest import read_body
 from .internal import resumed
 from .model import DeliveryStatus, Task, TaskState
 from .money import parse_money

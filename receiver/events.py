@@ -120,15 +120,23 @@ def _timestamp(value: object, fallback: float) -> float:
         if finite and 0 <= value <= MAX_UNIX_SECONDS:
             return float(value)
         raise InvalidEvent("timestamp: unix seconds between 1970 and 9999")
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            # A zone can push year 1 or 9999 past what the views can show again: refused.
-            if moment.tzinfo is not None and 0 <= moment.timestamp() <= MAX_UNIX_SECONDS:
-                return moment.timestamp()
+    moment = rfc3339(value)
+    if moment is not None:
+        return moment
     raise InvalidEvent(
         "timestamp: an RFC 3339 time with a zone, from 1970 to 9999, like 2026-11-28T10:00:00Z"
     )
+
+
+def rfc3339(value: object) -> float | None:
+    """Unix seconds from an RFC 3339 time with a zone, from 1970 to 9999; else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    # A zone can push year 1 or 9999 past what the views can show again: refused.
+    if moment.tzinfo is None or not 0 <= moment.timestamp() <= MAX_UNIX_SECONDS:
+        return None
+    return moment.timestamp()

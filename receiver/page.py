@@ -18,8 +18,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .auth import SESSION_SECONDS, Role, Tokens
+from .edge import read_body
 from .errors import Forbidden, StoreUnavailable
-from .ingest import read_body
 from .model import DeliveryStatus, Task
 from .page_html import RANK, Snapshot, render_login, render_status, render_unavailable
 from .store import Store

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime
 
 from pydantic import SecretStr
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from ..errors import InvalidEvent, RequestRejected, Unauthorized
-from ..events import MAX_UNIX_SECONDS
-from ..model import Applied, BudgetEvent, Outcome
 
 log = logging.getLogger("receiver.sources")
 
@@ -66,60 +62,3 @@ def optional_text(value: object) -> str | None:
     if isinstance(value, str) and value.strip() and value.isprintable():
         return value.strip()[:_MAX_ID]
     return None
-
-
-def rfc3339(value: object) -> float | None:
-    """Unix seconds from an RFC 3339 time with a zone, or None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None or not 0 <= moment.timestamp() <= MAX_UNIX_SECONDS:
-        return None  # no zone, or a zone that moves year 1 or 9999 past what views can show
-    return moment.timestamp()
-
-
-def ignored(source: str, event_id: str, why: str) -> JSONResponse:
-    log.info(
-        "%s event %s ignored: %s",
-        source,
-        event_id,
-        why,
-        extra={"event_id": event_id, "source": source, "outcome": "ignored"},
-    )
-    return JSONResponse({"status": Outcome.IGNORED.value, "event_id": event_id})
-
-
-def answer(applied: Applied, event: BudgetEvent, *, accepted_status: int = 202) -> JSONResponse:
-    """The reply after a commit: ``accepted_status`` when stored, 200 for a duplicate."""
-    fields = {"event_id": event.event_id, "task_id": event.task_id, "source": event.source}
-    if applied.outcome is not Outcome.ACCEPTED:
-        log.info(
-            "%s event %s task %s duplicate",
-            event.source,
-            event.event_id,
-            event.task_id,
-            extra={**fields, "outcome": applied.outcome.value},
-        )
-        return JSONResponse({"status": applied.outcome.value, "event_id": event.event_id})
-    state = applied.task.state.value if applied.task else None
-    log.info(
-        "%s event %s task %s %s -> %s",
-        event.source,
-        event.event_id,
-        event.task_id,
-        event.type.value,
-        state,
-        extra={**fields, "type": event.type.value, "outcome": "accepted", "state": state},
-    )
-    return JSONResponse(
-        {
-            "status": applied.outcome.value,
-            "event_id": event.event_id,
-            "task_id": event.task_id,
-            "state": state,
-        },
-        status_code=accepted_status,
-    )

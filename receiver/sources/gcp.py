@@ -27,13 +27,13 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ..edge import answer, read_body, require_json
 from ..errors import InvalidEvent, Unauthorized
-from ..events import load_json
-from ..ingest import read_body, require_json
+from ..events import load_json, rfc3339
 from ..model import BudgetEvent, EventType
 from ..money import parse_currency, parse_money
 from ..record import Recorder
-from .common import answer, clean_id, optional_text, presented_token, rfc3339, token_matches
+from .common import clean_id, optional_text, presented_token, token_matches
 from .oidc import Expected, JwksCache, split_jwt, verify_jwt
 
 SOURCE = "gcp"

@@ -40,13 +40,13 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ..edge import answer, ignored, read_body, require_json
 from ..errors import InvalidEvent
 from ..events import load_json
-from ..ingest import read_body, require_json
 from ..model import BudgetEvent, EventType, Forecast
 from ..money import parse_money
 from ..record import Recorder
-from .common import answer, clean_id, ignored, optional_text, require_shared_token
+from .common import clean_id, optional_text, require_shared_token
 
 SOURCE = "litellm"
 CURRENCY = "USD"

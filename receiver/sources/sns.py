@@ -20,12 +20,12 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ..edge import answer, ignored, read_body
 from ..errors import Forbidden, InvalidEvent
-from ..events import load_json
-from ..ingest import read_body
+from ..events import load_json, rfc3339
 from ..record import Recorder
 from .aws_budgets import budget_event, parse_alert
-from .common import UpstreamUnavailable, answer, clean_id, ignored, rfc3339
+from .common import UpstreamUnavailable, clean_id
 from .sns_signature import CertificateCache, check_https_url, verify_signature
 
 log = logging.getLogger("receiver.sources.sns")
