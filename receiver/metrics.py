@@ -14,7 +14,6 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import RequestRejected
-from .model import Decide, Decision, Task
 from .store import Store
 
 log = logging.getLogger("receiver.ingest")
@@ -66,26 +65,13 @@ class Metrics:
             registry=r,
         )
 
-    def tracking(self, decide: Decide) -> tuple[Decide, Callable[[], bool]]:
-        """Wrap a decision so its state change can be counted once it is committed.
+    def transition(self, old: str, new: str) -> None:
+        self.transitions.labels(old, new).inc()
 
-        The returned ``count`` says whether the decision owed any delivery.
-        """
-        seen: list[tuple[Task | None, Decision]] = []
-
-        def tracked(task: Task | None) -> Decision:
-            decision = decide(task)
-            seen[:] = [(task, decision)]  # a store may decide again after a conflict
-            return decision
-
-        def count() -> bool:
-            for before, decision in seen:
-                old = "new" if before is None else before.state.value
-                if old != decision.task.state.value:
-                    self.transitions.labels(old, decision.task.state.value).inc()
-            return any(decision.items for _, decision in seen)
-
-        return tracked, count
+    def halt_call(self, outcome: str, seconds: float, time_to_halt: float | None) -> None:
+        self.halt_call_seconds.labels(outcome).observe(seconds)
+        if time_to_halt is not None:
+            self.time_to_halt.observe(max(0.0, time_to_halt))
 
     def webhook(self, source: str, handler: Handler) -> Handler:
         """Count every outcome of a webhook route, rejections by their error code."""

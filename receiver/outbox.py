@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .model import Alert, BudgetEvent, Decide, Decision, Forecast, Halt, OutboxItem, Severity, Task
 from .money import fmt
 from .state import Policy, transition
-from .views import task_view
 
 HALT_CHANNEL = "halt"
 
@@ -58,7 +57,7 @@ def rows_for(
             "actor": event.actor,
             "reason": event.reason,
             "at": now,
-            "task": task_view(task),
+            "task": task_facts(task),
         }
         if effect.soft_budget is not None:
             payload["soft_budget"] = fmt(effect.soft_budget)
@@ -86,6 +85,23 @@ def halt_key(task_id: str, event: BudgetEvent) -> str:
     return "halt-" + hashlib.sha256(ids).hexdigest()[:32]
 
 
+def task_facts(task: Task) -> dict[str, Any]:
+    """The task as its alert tells it, at the moment the alert was owed (alerts.render reads
+    these; its own shape, not the API's task view)."""
+    used = task.used_fraction
+    return {
+        "task_id": task.task_id,
+        "task_name": task.task_name,
+        "agent_id": task.agent_id,
+        "source": task.source,
+        "state": task.state.value,
+        "budget": fmt(task.budget),
+        "spent": fmt(task.spent),
+        "currency": task.currency,
+        "used_fraction": None if used is None else f"{used:.4f}",
+    }
+
+
 def _forecast_view(forecast: Forecast) -> dict[str, Any]:
     return {
         "limit": fmt(forecast.limit),
@@ -104,3 +120,27 @@ def decider(event: BudgetEvent, policy: Policy, routes: Sequence[Route], now: fl
         return Decision(result.task, rows_for(result.task, result.effects, event, routes, now))
 
     return decide
+
+
+Transitioned = Callable[[str, str], object]
+"""Told each committed state change of a task: (old state or "new", new state)."""
+
+
+def tracked(decide: Decide, transitioned: Transitioned) -> tuple[Decide, Callable[[], bool]]:
+    """Wrap a decision so its state change can be told once it is committed: call the
+    returned ``committed`` after the commit; it says whether the decision owed any row."""
+    seen: list[tuple[Task | None, Decision]] = []
+
+    def tracking(task: Task | None) -> Decision:
+        decision = decide(task)
+        seen[:] = [(task, decision)]  # a store may decide again after a conflict
+        return decision
+
+    def committed() -> bool:
+        for before, decision in seen:
+            old = "new" if before is None else before.state.value
+            if old != decision.task.state.value:
+                transitioned(old, decision.task.state.value)
+        return any(decision.items for _, decision in seen)
+
+    return tracking, committed
