@@ -18,11 +18,11 @@ from starlette.routing import Route as HttpRoute
 from . import __version__
 from .api import TaskApi
 from .auth import Role, Tokens
-from .channels import build_channels, close_channels, routes
+from .channels import Channel, build_channels, close_channels, routes
 from .connections import BodyDeadline
 from .dispatch import Dispatcher
 from .errors import RequestRejected, StoreUnavailable
-from .halt import HaltCaller
+from .halt import HaltCaller, LocalHalt
 from .ingest import Ingest
 from .logs import redact_url, setup_logging
 from .metrics import Metrics, RequestTimer
@@ -31,9 +31,9 @@ from .page import page_routes
 from .prune import Pruner
 from .record import Recorder
 from .settings import Settings, load_settings
-from .sources import source_routes
+from .sources import SourceConfig, source_routes
 from .state import Policy
-from .store import open_store
+from .store import Store, open_store
 
 log = logging.getLogger("receiver")
 
@@ -44,6 +44,48 @@ def policy_of(settings: Settings) -> Policy:
         halt_at=settings.halt_at,
         halt_calls_out=settings.halt_url is not None,
         spend_after_halt_quiet_seconds=settings.spend_after_halt_quiet_seconds,
+    )
+
+
+def channels_of(settings: Settings) -> list[Channel]:
+    return build_channels(settings.notify_urls, settings.apprise_config)
+
+
+def store_of(settings: Settings) -> Store:
+    return open_store(settings.database_url, pool_size=settings.database_pool_size)
+
+
+def halt_target(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    *,
+    clock: Callable[[], float] = time.time,
+    observe: Callable[[str, float, float | None], object] = lambda *_: None,
+) -> HaltCaller | LocalHalt:
+    if settings.halt_url is None:
+        return LocalHalt()
+    return HaltCaller(
+        settings.halt_url.get_secret_value(),
+        http,
+        method=settings.halt_method,
+        token=None if settings.halt_token is None else settings.halt_token.get_secret_value(),
+        timeout=settings.halt_timeout_seconds,
+        clock=clock,
+        observe=observe,
+    )
+
+
+def sources_of(settings: Settings) -> SourceConfig:
+    return SourceConfig(
+        max_body_bytes=settings.max_body_bytes,
+        litellm_token=settings.litellm_token,
+        litellm_entity=settings.litellm_entity,
+        sns_topic_arns=settings.sns_topic_arns,
+        sns_cert_host_pattern=settings.sns_cert_host_pattern,
+        gcp_audience=settings.gcp_audience,
+        gcp_service_account=settings.gcp_service_account,
+        gcp_jwks_url=settings.gcp_jwks_url,
+        gcp_token=settings.gcp_token,
     )
 
 
@@ -69,17 +111,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> Starlette:
     """Build the app; raises ConfigError for settings found bad only here (channel URLs)."""
-    channels = build_channels(settings)
-    store = open_store(settings.database_url, pool_size=settings.database_pool_size)
+    channels = channels_of(settings)
+    store = store_of(settings)
     policy = policy_of(settings)
     channel_routes = routes(channels)
     metrics = Metrics()
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.halt_timeout_seconds))
-    halt = None if settings.halt_url is None else HaltCaller(settings, http)
     dispatcher = Dispatcher(
         store=store,
-        channels=channels,
-        halt=halt,
+        targets=[*channels, halt_target(settings, http, clock=clock, observe=metrics.halt_call)],
         policy=policy,
         routes=channel_routes,
         max_attempts=settings.delivery_max_attempts,
@@ -87,10 +127,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         retry_cap=settings.retry_cap_seconds,
         lease_seconds=settings.lease_seconds,
         clock=clock,
-        metrics=metrics,
+        transitioned=metrics.transition,
+        settled=metrics.delivery,
     )
     pruner = Pruner(store, days=settings.retention_days, clock=clock)
-    recorder = Recorder(store, policy, channel_routes, clock, dispatcher.wake, metrics)
+    recorder = Recorder(store, policy, channel_routes, clock, dispatcher.wake, metrics.transition)
     ingest = Ingest(
         recorder=recorder,
         keys=settings.secret_keys,
@@ -141,7 +182,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     http_routes = [
         HttpRoute("/webhooks/budget", budget, methods=["POST"]),
         HttpRoute("/webhooks/budget-tracking", budget, methods=["POST"]),
-        *source_routes(settings, recorder, http, clock),
+        *source_routes(sources_of(settings), recorder, http, clock, metrics.webhook),
         *api.routes_(),
         HttpRoute("/healthz", healthz, methods=["GET"]),
         HttpRoute("/readyz", readyz, methods=["GET"]),

@@ -31,7 +31,6 @@ import functools
 import hashlib
 import logging
 import re
-import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,20 +40,22 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import apprise
+from pydantic import SecretStr
 
-from .alerts import Message
+from .alerts import Message, render
+from .delivery import FollowUps, Result
 from .errors import ConfigError
-from .model import Severity
+from .logs import RedactingFilter, Redactor, url_secrets
+from .model import Delivery, Severity
 from .outbox import Route
-from .settings import Settings
 
 LOG_CHANNEL = "log"
 ALL_SEVERITIES = frozenset(Severity)
-_MASK = "***"
 _MAX_ERROR = 500
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
 _ANY_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]{0,31})://\S+")
 alert_log = logging.getLogger("receiver.alerts")
+log = logging.getLogger("receiver.dispatch")
 _apprise_log = logging.getLogger(apprise.LOGGER_NAME)
 
 
@@ -76,13 +77,32 @@ class Channel:
     blends_title: bool = False
     _apprise: apprise.Apprise | None = field(default=None, repr=False)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
-    _redact: _Redactor = field(default_factory=lambda: _Redactor(()), repr=False)
+    _redact: Redactor = field(default_factory=lambda: Redactor(()), repr=False)
+    # Masks this set's secrets in apprise's own log records while the channel is open.
+    _log_filter: RedactingFilter | None = field(default=None, repr=False)
+
+    serial = True  # one message at a time: apprise objects are not shared between threads
+    follow_ups = FollowUps()
+
+    @property
+    def shown(self) -> str:
+        return self.redacted
 
     def title_for(self, message: Message) -> str:
         return message.markdown_title if self.blends_title else message.title
 
+    async def send(self, row: Delivery) -> Result:
+        """One alert row as one message: a failed send is tried again later."""
+        sent = await notify(self, render(row.payload))
+        if not sent.ok:
+            return Result.retry(sent.error or "failed")
+        log.info("alert %s for task %s delivered to %s", row.id, row.task_id, self.redacted)
+        return Result.done()
 
-def build_channels(settings: Settings) -> list[Channel]:
+
+def build_channels(
+    notify_urls: Sequence[SecretStr] = (), apprise_config: Path | None = None
+) -> list[Channel]:
     """Channels from RECEIVER_NOTIFY_URLS and RECEIVER_APPRISE_CONFIG, or the log channel.
 
     Raises ConfigError naming every entry apprise cannot load (never its secret).
@@ -91,20 +111,20 @@ def build_channels(settings: Settings) -> list[Channel]:
     problems: list[str] = []
     found: list[tuple[str, apprise.NotifyBase, frozenset[Severity]]] = []
     with _apprise_logs() as records:
-        for n, secret in enumerate(settings.notify_urls, start=1):
+        for n, secret in enumerate(notify_urls, start=1):
             raw = secret.get_secret_value()
             records.clear()
             plugin = apprise.Apprise.instantiate(raw, asset=asset)
             if plugin is None:
-                why = _Redactor(_url_parts(raw)).text(_reasons(records))
+                why = Redactor(url_secrets(raw, path=True)).text(_reasons(records))[:_MAX_ERROR]
                 problems.append(
                     f"RECEIVER_NOTIFY_URLS entry {n} ({_scheme_of(raw)}): apprise cannot load it"
                     + (f": {why}" if why else "")
                 )
                 continue
             found.append((raw, plugin, ALL_SEVERITIES))
-        if settings.apprise_config is not None:
-            found.extend(_from_config(settings.apprise_config, asset, problems, records))
+        if apprise_config is not None:
+            found.extend(_from_config(apprise_config, asset, problems, records))
     if problems:
         raise ConfigError(problems)
     if not found:
@@ -117,7 +137,7 @@ def routes(channels: Iterable[Channel]) -> list[Route]:
     return [Route(channel=c.id, severities=c.severities) for c in channels]
 
 
-async def send(channel: Channel, message: Message) -> SendResult:
+async def notify(channel: Channel, message: Message) -> SendResult:
     """Deliver one message on one channel. Never raises for delivery trouble."""
     if channel._apprise is None or channel._executor is None:
         level = logging.ERROR if message.severity is Severity.CRITICAL else logging.WARNING
@@ -137,6 +157,8 @@ def close_channels(channels: Iterable[Channel], *, wait: bool = False) -> None:
     for channel in channels:
         if channel._executor is not None:
             channel._executor.shutdown(wait=wait, cancel_futures=True)
+        if channel._log_filter is not None:
+            _apprise_log.removeFilter(channel._log_filter)
 
 
 # --- building ---------------------------------------------------------------------
@@ -173,6 +195,7 @@ def _assemble(
     found: Sequence[tuple[str, apprise.NotifyBase, frozenset[Severity]]],
 ) -> list[Channel]:
     by_id: dict[str, Channel] = {}
+    log_filter = RedactingFilter(Redactor(()))
     for raw, plugin, severities in found:
         channel_id = _channel_id(raw)
         if (seen := by_id.get(channel_id)) is not None:
@@ -183,8 +206,8 @@ def _assemble(
         plugin.optional = False  # an "optional" failure would read as delivered
         target = apprise.Apprise(asset=plugin.asset)
         target.add(plugin)
-        redact = _Redactor(_secret_parts(raw, plugin))
-        _REDACT_LOGS.add(redact.parts)
+        redact = _secret_parts(raw, plugin)
+        log_filter.redactor |= redact
         by_id[channel_id] = Channel(
             id=channel_id,
             redacted=_url_of(plugin, privacy=True),
@@ -193,7 +216,9 @@ def _assemble(
             _apprise=target,
             _executor=ThreadPoolExecutor(1, thread_name_prefix=f"channel-{channel_id}"),
             _redact=redact,
+            _log_filter=log_filter,
         )
+    _apprise_log.addFilter(log_filter)
     return list(by_id.values())
 
 
@@ -257,7 +282,7 @@ def _reasons(records: Iterable[logging.LogRecord]) -> str:
 # --- sending ----------------------------------------------------------------------
 
 
-def _notify(target: apprise.Apprise, redact: _Redactor, message: Message, title: str) -> SendResult:
+def _notify(target: apprise.Apprise, redact: Redactor, message: Message, title: str) -> SendResult:
     """Runs in the channel's own thread."""
     try:
         result = target.notify(
@@ -267,7 +292,7 @@ def _notify(target: apprise.Apprise, redact: _Redactor, message: Message, title:
             body_format=apprise.NotifyFormat.MARKDOWN,
         )
     except Exception as exc:  # a plugin bug must not kill the dispatcher
-        return SendResult(ok=False, error=redact.text(f"{type(exc).__name__}: {exc}"))
+        return SendResult(ok=False, error=redact.text(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR])
     with result:
         if result:
             return SendResult(ok=True)
@@ -277,79 +302,24 @@ def _notify(target: apprise.Apprise, redact: _Redactor, message: Message, title:
             if entry.level in ("WARNING", "ERROR", "CRITICAL")
         ]
         why = "; ".join(dict.fromkeys(lines)) or f"apprise reported {result.status.name.lower()}"
-        return SendResult(ok=False, error=redact.text(why))
+        return SendResult(ok=False, error=redact.text(why)[:_MAX_ERROR])
 
 
 # --- secrets ----------------------------------------------------------------------
 
 
-class _Redactor:
-    """Replaces each known secret fragment, longest first, with ***."""
-
-    def __init__(self, parts: Iterable[str]) -> None:
-        self.parts = tuple(sorted(set(parts), key=len, reverse=True))
-
-    def text(self, text: str) -> str:
-        for part in self.parts:
-            text = text.replace(part, _MASK)
-        return text[:_MAX_ERROR]
-
-
-def _url_parts(url: str) -> set[str]:
-    """Every piece of a URL that could hold a secret (all but the scheme)."""
-    parts = {url}
-    try:
-        split = urlsplit(url)
-    except ValueError:
-        return parts
-    pieces = [split.netloc, *re.split(r"[@:]", split.netloc), *split.path.split("/")]
-    for pair in split.query.split("&"):
-        pieces.extend(pair.split("=", 1)[1:])
-    pieces.append(split.fragment)
-    for piece in pieces:
-        parts.update({piece, unquote(piece)})
-    return {p for p in parts if len(p) >= 3}
-
-
-def _secret_parts(raw: str, plugin: apprise.NotifyBase) -> set[str]:
+def _secret_parts(raw: str, plugin: apprise.NotifyBase) -> Redactor:
     """The URL pieces apprise masks in its privacy form (plus any password)."""
     public = _url_of(plugin, privacy=True)
     shown = public + " " + unquote(public)
     secret = {raw, _url_of(plugin, privacy=False)}
     for url in (raw, _url_of(plugin, privacy=False)):
-        secret.update(p for p in _url_parts(url) if p not in shown)
+        pieces = url_secrets(url, path=True)
+        secret.update(p for p in pieces if p not in shown)
         try:
             password = urlsplit(url).password
         except ValueError:
             password = None
         if password:
             secret.update({password, unquote(password)})
-    return {s for s in secret if len(s) >= 3}
-
-
-class _LogRedaction(logging.Filter):
-    """Masks channel secrets in apprise's own log records before anyone sees them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._parts: tuple[str, ...] = ()
-
-    def add(self, parts: Iterable[str]) -> None:
-        with self._lock:
-            merged = set(self._parts) | set(parts)
-            self._parts = tuple(sorted(merged, key=len, reverse=True))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        parts = self._parts
-        if parts:
-            text = original = record.getMessage()
-            for part in parts:
-                text = text.replace(part, _MASK)
-            if text != original:
-                record.msg, record.args = text, None
-        return True
-
-
-_REDACT_LOGS = _LogRedaction()
-_apprise_log.addFilter(_REDACT_LOGS)
+    return Redactor(secret)

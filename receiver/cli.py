@@ -108,20 +108,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _check_store(settings: Settings) -> None:
     """Open (and migrate) the store once before listening: a store that cannot open is one
     clear line and exit 3, not a traceback from inside the server."""
-    from .store import open_store
+    from .app import store_of
 
-    store = open_store(settings.database_url, pool_size=settings.database_pool_size)
+    store = store_of(settings)
     await store.open()
     await store.close()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .channels import build_channels
+    from .app import channels_of
     from .logs import redact_url
 
     try:
         settings = load_settings(args.env_file)
-        channels = build_channels(settings)
+        channels = channels_of(settings)
     except ConfigError as exc:
         return _fail_config(exc)
     print("settings are valid")
@@ -312,14 +312,15 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     import asyncio
 
     from .alerts import render
-    from .channels import build_channels, close_channels, send
+    from .app import channels_of
+    from .channels import close_channels, notify
     from .logs import setup_logging
     from .model import AlertKind, Severity
 
     try:
         settings = load_settings(args.env_file)
         setup_logging(settings.log_level, settings.log_format)
-        channels = build_channels(settings)
+        channels = channels_of(settings)
     except ConfigError as exc:
         return _fail_config(exc)
     payload = {
@@ -345,7 +346,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     }
 
     async def run() -> list[tuple[str, bool, str | None]]:
-        results = await asyncio.gather(*(send(c, render(payload)) for c in channels))
+        results = await asyncio.gather(*(notify(c, render(payload)) for c in channels))
         return [(c.redacted, r.ok, r.error) for c, r in zip(channels, results, strict=True)]
 
     try:

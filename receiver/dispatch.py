@@ -1,9 +1,11 @@
-"""The outbox dispatcher: claim due rows, deliver each on its own, record the result.
+"""The outbox dispatcher: claim due rows, hand each to its target, record the result.
 
 Wakes at once when ingest commits new rows, and on a timer for retries, for rows
 another replica wrote, and for leases that ran out. Every row is delivered by its
 own asyncio task: a slow or failing channel never delays another channel, and
-nothing ever delays a halt call.
+nothing ever delays a halt call. Targets (channels, the halt call) all answer the
+same way (receiver.delivery); leases, renewal, retries, settling and follow-up events
+are handled here once, whatever the target.
 """
 
 from __future__ import annotations
@@ -14,28 +16,28 @@ import logging
 import os
 import random
 import socket
-import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from .alerts import render
 from .backoff import next_attempt
-from .channels import Channel, send
+from .delivery import Result, Target, Verdict
 from .errors import StoreUnavailable
-from .halt import HaltCaller, HaltOutcome
 from .internal import halt_result
-from .metrics import Metrics
 from .model import Delivery, DeliveryStatus, EventType, FollowUp
-from .outbox import Route, decider
+from .outbox import Route, Transitioned, decider, tracked
 from .state import Policy
 from .store import Store
 
 log = logging.getLogger("receiver.dispatch")
 CLAIM_BATCH = 64
 IDLE_POLL_SECONDS = 1.0
-# An alert is only sent while at least this share of its lease is left: a row that waited
-# for its channel until the lease (nearly) ran out may be another replica's by now.
+# A serial target's row is only sent while at least this share of its lease is left: a row
+# that waited for its turn until the lease (nearly) ran out may be another replica's by now.
 LEASE_MARGIN = 0.25
+
+
+def _ignore(*_: object) -> None:
+    return None
 
 
 class Dispatcher:
@@ -43,8 +45,7 @@ class Dispatcher:
         self,
         *,
         store: Store,
-        channels: Sequence[Channel],
-        halt: HaltCaller | None,
+        targets: Sequence[Target],
         policy: Policy,
         routes: Sequence[Route],
         max_attempts: int,
@@ -52,13 +53,14 @@ class Dispatcher:
         retry_cap: float,
         lease_seconds: float,
         clock: Callable[[], float],
-        metrics: Metrics,
         rand: Callable[[], float] = random.random,
+        transitioned: Transitioned = _ignore,
+        settled: Callable[[str, str], object] = _ignore,
     ) -> None:
-        self.metrics = metrics
         self.store = store
-        self.channels = {c.id: c for c in channels}
-        self.halt = halt
+        self.targets = {t.id: t for t in targets}
+        self.transitioned = transitioned  # a follow-up's state change, once committed
+        self.settled = settled  # (channel, delivered | retry | dead) per attempt recorded
         self.policy = policy
         self.routes = list(routes)
         self.max_attempts = max_attempts
@@ -74,7 +76,7 @@ class Dispatcher:
         # When our lease on each claimed row runs out; a row we claim again while it is
         # still in flight here gets the new time.
         self._leased: dict[int, float] = {}
-        # A channel sends one message at a time; its rows wait for their turn here.
+        # A serial target sends one row at a time; its rows wait for their turn here.
         self._turns: dict[str, asyncio.Lock] = {}
         self._renewed_at = 0.0
         self._loop_task: asyncio.Task[None] | None = None
@@ -165,11 +167,14 @@ class Dispatcher:
         return min(max(due - self.clock(), 0.0), IDLE_POLL_SECONDS)
 
     async def _deliver(self, row: Delivery) -> None:
+        target = self.targets.get(row.channel)
         try:
-            if row.kind == "halt":
-                await self._deliver_halt(row)
-            else:
-                await self._deliver_alert(row)
+            if target is None:
+                await self._give_up(row, None, "channel no longer configured")
+                return
+            result = await self._attempt(target, row)
+            if result is not None:
+                await self._record(target, row, result)
         except asyncio.CancelledError:
             raise
         except StoreUnavailable:
@@ -180,64 +185,35 @@ class Dispatcher:
             # succeed ends dead (and a halt's people are told) instead of looping forever.
             log.exception("delivery %s (%s) failed unexpectedly", row.id, row.channel)
             with contextlib.suppress(Exception):
-                await self._failed(row, f"unexpected {type(exc).__name__}: {exc}")
+                error = f"unexpected {type(exc).__name__}: {exc}"
+                await self._record(target, row, Result.retry(error))
 
-    async def _deliver_alert(self, row: Delivery) -> None:
-        channel = self.channels.get(row.channel)
-        if channel is None:
-            await self._settle(row, DeliveryStatus.DEAD, "channel no longer configured")
-            return
-        async with self._turns.setdefault(channel.id, asyncio.Lock()):
+    async def _attempt(self, target: Target, row: Delivery) -> Result | None:
+        """The target's answer, or None when the row is no longer ours to send."""
+        if not target.serial:
+            return await target.send(row)
+        async with self._turns.setdefault(target.id, asyncio.Lock()):
             left = self._leased.get(row.id, 0.0) - self.clock()
             if left < self.lease_seconds * LEASE_MARGIN:
-                # Its lease ran out while it waited behind the channel's other rows: another
+                # Its lease ran out while it waited behind the target's other rows: another
                 # replica may be sending it now. Leave it to whoever claims it next.
-                log.info("alert %s waited out its lease; left for the next claim", row.id)
-                return
-            result = await send(channel, render(row.payload))
-        if result.ok:
-            await self._settle(row, DeliveryStatus.DELIVERED)
-            log.info("alert %s for task %s delivered to %s", row.id, row.task_id, channel.redacted)
-            return
-        await self._failed(row, result.error or "failed")
+                log.info("delivery %s waited out its lease; left for the next claim", row.id)
+                return None
+            return await target.send(row)
 
-    async def _deliver_halt(self, row: Delivery) -> None:
-        if self.halt is None:
-            # Owed before RECEIVER_HALT_URL was removed: the task is halted locally.
-            await self._settle(
-                row,
-                DeliveryStatus.DELIVERED,
-                follow_up=self._follow_up(row, EventType.HALT_CONFIRMED),
-            )
+    async def _record(self, target: Target | None, row: Delivery, result: Result) -> None:
+        """Settle one attempt: done, retry later, or (after the last attempt, or a rejection)
+        dead, with the target's follow-up event in the same commit."""
+        if result.verdict is Verdict.DONE:
+            done = None if target is None else target.follow_ups.done
+            await self._settle(row, DeliveryStatus.DELIVERED, follow_up=self._follow_up(row, done))
             return
-        started = time.perf_counter()
-        result = await self.halt.call(row.payload, row.idempotency_key)
-        self.metrics.halt_call_seconds.labels(result.outcome.value).observe(
-            time.perf_counter() - started
-        )
-        if result.outcome in (HaltOutcome.DONE, HaltOutcome.GONE):
-            self.metrics.time_to_halt.observe(max(0.0, self.clock() - row.created_at))
-            log.warning("task %s halted by the platform (HTTP %s)", row.task_id, result.status)
-            await self._settle(
-                row,
-                DeliveryStatus.DELIVERED,
-                follow_up=self._follow_up(row, EventType.HALT_CONFIRMED),
-            )
-            return
-        error = result.error or f"HTTP {result.status}"
-        final = result.outcome is not HaltOutcome.RETRY
-        await self._failed(row, error, retry_after=result.retry_after, final=final)
-
-    async def _failed(
-        self, row: Delivery, error: str, *, retry_after: float | None = None, final: bool = False
-    ) -> None:
-        """One failed attempt: retry later, or, after the last one (or a final answer), dead;
-        a dead halt call owes the task's people a critical alert."""
+        error = result.error or result.verdict.value
         attempt = row.attempts + 1
-        if not final and attempt < self.max_attempts:
+        if result.verdict is Verdict.RETRY and attempt < self.max_attempts:
             now = self.clock()
             at = next_attempt(attempt, now=now, base=self.retry_base, cap=self.retry_cap,
-                              rand=self.rand(), retry_after=retry_after)  # fmt: skip
+                              rand=self.rand(), retry_after=result.retry_after)  # fmt: skip
             log.warning(
                 "delivery %s to %s failed (attempt %d): %s; next try in %.1f s",
                 row.id,
@@ -248,27 +224,32 @@ class Dispatcher:
             )
             await self._settle(row, DeliveryStatus.PENDING, error, next_at=at)
             return
-        if row.kind == "halt":
-            log.error(
-                "halt call for task %s failed for good: %s; halt it by hand", row.task_id, error
-            )
-            follow_up = self._follow_up(row, EventType.HALT_FAILED, error)
-            await self._settle(row, DeliveryStatus.DEAD, error, follow_up=follow_up)
-            return
+        await self._give_up(row, target, error)
+
+    async def _give_up(self, row: Delivery, target: Target | None, error: str) -> None:
+        hint = f"; {target.follow_ups.dead_hint}" if target and target.follow_ups.dead_hint else ""
         log.error(
-            "alert %s for task %s to %s is dead after %d attempts: %s",
+            "%s %s for task %s to %s is dead after %d attempts: %s%s",
+            row.kind,
             row.id,
             row.task_id,
-            row.channel,
-            attempt,
+            row.channel if target is None else target.shown,
+            row.attempts + 1,
             error,
+            hint,
         )
-        await self._settle(row, DeliveryStatus.DEAD, error)
+        dead = None if target is None else target.follow_ups.dead
+        follow_up = self._follow_up(row, dead, error)
+        await self._settle(row, DeliveryStatus.DEAD, error, follow_up=follow_up)
 
-    def _follow_up(self, row: Delivery, kind: EventType, error: str | None = None) -> FollowUp:
+    def _follow_up(
+        self, row: Delivery, kind: EventType | None, error: str | None = None
+    ) -> FollowUp | None:
+        if kind is None:
+            return None
         now = self.clock()
         event = halt_result(kind, task_id=row.task_id, delivery_id=row.id, now=now, error=error)
-        decide, count = self.metrics.tracking(decider(event, self.policy, self.routes, now))
+        decide, count = tracked(decider(event, self.policy, self.routes, now), self.transitioned)
         return FollowUp(event, decide, count)
 
     async def _settle(
@@ -280,9 +261,7 @@ class Dispatcher:
         next_at: float | None = None,
         follow_up: FollowUp | None = None,
     ) -> None:
-        self.metrics.delivery(
-            row.channel, "retry" if status is DeliveryStatus.PENDING else status.value
-        )
+        self.settled(row.channel, "retry" if status is DeliveryStatus.PENDING else status.value)
         kept = await self.store.settle(
             row.id,
             owner=self.owner,

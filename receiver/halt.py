@@ -15,22 +15,26 @@ never succeed ends dead, with a person told, instead of being tried forever.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from . import __version__
 from .backoff import parse_retry_after
+from .delivery import FollowUps, Result
 from .errors import ConfigError
 from .ids import fits_one_path_segment
-from .logs import redact_url
-from .settings import Settings
+from .logs import Redactor, redact_url, url_secrets
+from .model import Delivery, EventType
+from .outbox import HALT_CHANNEL
 
+log = logging.getLogger("receiver.dispatch")
 GONE_STATUSES = frozenset({404, 409, 410})
 RETRY_STATUSES = frozenset({408, 429})
 BODY_FIELDS = ("task_id", "reason", "spent", "budget", "currency")
@@ -53,28 +57,53 @@ class HaltResult:
 
 
 class HaltCaller:
-    """Calls RECEIVER_HALT_URL (``{task_id}`` is replaced, URL-encoded) on a shared client."""
+    """Calls the halt URL (``{task_id}`` is replaced, URL-encoded) on a shared client: the
+    delivery target of every halt row."""
+
+    id = HALT_CHANNEL
+    serial = False  # nothing may delay a halt call, not even another one
+    follow_ups = FollowUps(
+        done=EventType.HALT_CONFIRMED, dead=EventType.HALT_FAILED, dead_hint="halt it by hand"
+    )
 
     def __init__(
         self,
-        settings: Settings,
+        url: str,
         client: httpx.AsyncClient,
         *,
+        method: str = "POST",
+        token: str | None = None,
+        timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        observe: Callable[[str, float, float | None], object] = lambda *_: None,
     ) -> None:
-        if settings.halt_url is None:
-            raise ConfigError(["RECEIVER_HALT_URL: required to call out for halts"])
-        self._template = settings.halt_url.get_secret_value()
-        if urlsplit(self._template).scheme not in ("http", "https"):
+        if urlsplit(url).scheme not in ("http", "https"):
             raise ConfigError(["RECEIVER_HALT_URL: must be an http:// or https:// URL"])
-        self._method = settings.halt_method
-        self._token = (
-            None if settings.halt_token is None else settings.halt_token.get_secret_value()
-        )
-        self._timeout = settings.halt_timeout_seconds
+        self._template = url
+        self._method = method
+        self._token = token
+        self._timeout = timeout
         self._client = client
         self._clock = clock
-        self._secrets = _secrets(self._template, self._token)
+        # Each call's outcome, its duration and, once halted, the time since it was owed.
+        self._observe = observe
+        self._redact = Redactor({*url_secrets(url), token})
+        self.shown = redact_url(url)
+
+    async def send(self, row: Delivery) -> Result:
+        started = time.perf_counter()
+        result = await self.call(row.payload, row.idempotency_key)
+        seconds = time.perf_counter() - started
+        halted = result.outcome in (HaltOutcome.DONE, HaltOutcome.GONE)
+        owed_for = self._clock() - row.created_at if halted else None
+        self._observe(result.outcome.value, seconds, owed_for)
+        if halted:
+            log.warning("task %s halted by the platform (HTTP %s)", row.task_id, result.status)
+            return Result.done()
+        error = result.error or f"HTTP {result.status}"
+        if result.outcome is HaltOutcome.RETRY:
+            return Result.retry(error, result.retry_after)
+        return Result.rejected(error)
 
     def url_for(self, task_id: str) -> str:
         return self._template.replace("{task_id}", quote(task_id, safe=""))
@@ -138,10 +167,7 @@ class HaltCaller:
         return HaltResult(HaltOutcome.REJECTED, status, retry_after, error)
 
     def _clean(self, text: str, url: str) -> str:
-        text = text.replace(url, redact_url(url))
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text[:_MAX_ERROR]
+        return self._redact.text(text.replace(url, redact_url(url)))[:_MAX_ERROR]
 
 
 def _header_value(text: str) -> str:
@@ -154,8 +180,14 @@ def _snippet(response: httpx.Response) -> str:
     return f": {text}" if text else ""
 
 
-def _secrets(template: str, token: str | None) -> tuple[str, ...]:
-    parts = urlsplit(template)
-    query_values = [value for _, value in parse_qsl(parts.query)]
-    found = {token, parts.password, parts.username, parts.query, *query_values}
-    return tuple(sorted((s for s in found if s and len(s) >= 3), key=len, reverse=True))
+class LocalHalt:
+    """The halt target without a halt URL: nothing to call, the task is halted here (rows
+    owed before RECEIVER_HALT_URL was removed are confirmed at once)."""
+
+    id = HALT_CHANNEL
+    shown = "local"
+    serial = False
+    follow_ups = HaltCaller.follow_ups
+
+    async def send(self, row: Delivery) -> Result:
+        return Result.done()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 # Fields a log call may attach with ``extra=``; JSON lines carry them as keys.
 FIELDS = ("event_id", "task_id", "source", "type", "outcome", "state", "reason", "delivery_id")
@@ -57,3 +59,58 @@ def redact_url(url: str) -> str:
     netloc = ("***@" if parts.username or parts.password else "") + host + port
     query = "***" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+MASK = "***"
+
+
+class Redactor:
+    """Replaces each known secret fragment (3 characters or more), longest first, with ***."""
+
+    def __init__(self, parts: Iterable[str | None]) -> None:
+        found = {p for p in parts if p and len(p) >= 3}
+        self.parts = tuple(sorted(found, key=len, reverse=True))
+
+    def __or__(self, other: Redactor) -> Redactor:
+        return Redactor((*self.parts, *other.parts))
+
+    def text(self, text: str) -> str:
+        for part in self.parts:
+            text = text.replace(part, MASK)
+        return text
+
+
+def url_secrets(url: str, *, path: bool = False) -> set[str]:
+    """The pieces of ``url`` that may hold a secret, as written and percent-decoded: what
+    ``redact_url`` hides (user, password, query and each of its values, fragment) and, with
+    ``path``, the whole URL, its host and every path segment too (apprise URLs carry
+    tokens there)."""
+    try:
+        split = urlsplit(url)
+        pieces = [split.username, split.password]
+    except ValueError:
+        return {url}
+    values = [v for pair in split.query.split("&") for v in pair.split("=", 1)[1:]]
+    pieces += [split.query, *values]
+    pieces.append(split.fragment)
+    if path:
+        pieces += [url, split.netloc, *re.split(r"[@:]", split.netloc), *split.path.split("/")]
+    found = {p for p in pieces if p}
+    return found | {unquote(p) for p in found}
+
+
+class RedactingFilter(logging.Filter):
+    """Masks the secrets a redactor knows in every record that passes (a library's own log
+    lines may quote a URL). Attach it to that library's logger; detach it when done."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.redactor.parts:
+            text = original = record.getMessage()
+            text = self.redactor.text(text)
+            if text != original:
+                record.msg, record.args = text, None
+        return True

@@ -14,18 +14,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import apprise
 import pytest
 
 from receiver.alerts import Message, render
+from receiver.app import channels_of
 from receiver.channels import (
     ALL_SEVERITIES,
     LOG_CHANNEL,
     Channel,
     SendResult,
-    build_channels,
     close_channels,
+    notify,
     routes,
-    send,
 )
 from receiver.errors import ConfigError
 from receiver.model import Alert, AlertKind, BudgetEvent, EventType, Severity, Task, TaskState
@@ -72,7 +73,7 @@ def built() -> Iterator[list[list[Channel]]]:
 
 
 def build(built: list[list[Channel]], *urls: str, config: Path | None = None) -> list[Channel]:
-    channels = build_channels(settings(*urls, config=config))
+    channels = channels_of(settings(*urls, config=config))
     built.append(channels)
     return channels
 
@@ -101,7 +102,7 @@ def _everything() -> Channel:
 
 
 def deliver(aio: asyncio.Runner, channel: Channel, message: Message | None = None) -> SendResult:
-    return aio.run(send(channel, message or alert()))
+    return aio.run(notify(channel, message or alert()))
 
 
 def test_email_reaches_a_plain_smtp_server(
@@ -184,9 +185,9 @@ def test_a_hanging_channel_does_not_delay_another(
     sink.script("/slow", Reply.hanging(1.0))
 
     async def both() -> tuple[SendResult, SendResult, bool]:
-        slow_send = asyncio.create_task(send(slow, alert()))
+        slow_send = asyncio.create_task(notify(slow, alert()))
         await asyncio.to_thread(sink.wait_for, 1, "/slow")  # the slow request is in flight
-        fast_result = await send(fast, alert())
+        fast_result = await notify(fast, alert())
         slow_pending = not slow_send.done()
         return await slow_send, fast_result, slow_pending
 
@@ -251,7 +252,7 @@ def test_no_url_configured_alerts_go_to_the_log(
     aio: asyncio.Runner, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Without channels, one "log" channel writes alerts to receiver.alerts."""
-    (channel,) = build_channels(settings())
+    (channel,) = channels_of(settings())
     assert channel.id == LOG_CHANNEL
     assert routes([channel])[0].severities == ALL_SEVERITIES
     with caplog.at_level(logging.INFO, logger="receiver.alerts"):
@@ -265,7 +266,7 @@ def test_no_url_configured_alerts_go_to_the_log(
 def test_a_bad_url_stops_start_up_without_its_secret() -> None:
     """Every URL apprise cannot load is named by position and scheme; its secret is not shown."""
     with pytest.raises(ConfigError) as caught:
-        build_channels(
+        channels_of(
             settings(
                 "json://127.0.0.1:9/fine",
                 "slack://T1JJ3T3L2/A1BRTD4JD",  # the third token is missing
@@ -294,7 +295,7 @@ def test_a_bad_config_entry_stops_start_up(tmp_path: Path) -> None:
         "urls:\n  - json://127.0.0.1:9/ok\n  - slack://T1JJ3T3L2/A1BRTD4JD:\n      tag: critical\n"
     )
     with pytest.raises(ConfigError) as caught:
-        build_channels(settings(config=config))
+        channels_of(settings(config=config))
     (problem,) = caught.value.problems
     assert problem.startswith(f"RECEIVER_APPRISE_CONFIG ({config}): apprise cannot load it")
     assert "A1BRTD4JD" not in problem
@@ -305,7 +306,7 @@ def test_an_empty_config_file_stops_start_up(tmp_path: Path) -> None:
     config = tmp_path / "apprise.yml"
     config.write_text("urls: []\n")
     with pytest.raises(ConfigError, match="no notification URLs"):
-        build_channels(settings(config=config))
+        channels_of(settings(config=config))
 
 
 def test_secrets_stay_out_of_redacted_form_errors_and_logs(
@@ -391,3 +392,19 @@ def test_titles_apprise_turns_into_html_hold_no_markup(built: list[list[Channel]
     html = convert_between(NotifyFormat.MARKDOWN, NotifyFormat.HTML, title)
     assert "<img" not in html and "<a " not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_apprise_log_redaction_lives_as_long_as_its_channels() -> None:
+    """The filter that masks channel secrets in apprise's own log lines is attached when
+    channels are built and detached when they are closed: nothing global, nothing left."""
+    apprise_log = logging.getLogger(apprise.LOGGER_NAME)
+    before = list(apprise_log.filters)
+    channels = channels_of(settings("json://user:pw-secret-123@127.0.0.1:9/hook"))
+    added = [f for f in apprise_log.filters if f not in before]
+    assert len(added) == 1
+    line = "cannot reach json://user:pw-secret-123@127.0.0.1:9/hook"
+    record = logging.LogRecord("apprise", logging.WARNING, __file__, 1, line, None, None)
+    assert added[0].filter(record)
+    assert "pw-secret-123" not in record.getMessage() and "***" in record.getMessage()
+    close_channels(channels, wait=True)
+    assert apprise_log.filters == before

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from receiver.app import halt_target
 from receiver.errors import ConfigError
 from receiver.halt import HaltCaller, HaltOutcome, HaltResult
 from receiver.settings import Settings
@@ -45,6 +46,13 @@ def make_settings(sink: HttpSink, **overrides: Any) -> Settings:
     return Settings.model_validate(values)  # from these values only, not the environment
 
 
+def caller(settings: Settings, client: httpx.AsyncClient, **kw: Any) -> HaltCaller:
+    """The halt target the daemon builds from these settings."""
+    target = halt_target(settings, client, **kw)
+    assert isinstance(target, HaltCaller)
+    return target
+
+
 def call(
     aio: asyncio.Runner,
     settings: Settings,
@@ -53,7 +61,7 @@ def call(
 ) -> HaltResult:
     async def go() -> HaltResult:
         async with httpx.AsyncClient(trust_env=False) as client:
-            return await HaltCaller(settings, client, **kw).call(payload, KEY)
+            return await caller(settings, client, **kw).call(payload, KEY)
 
     return aio.run(go())
 
@@ -225,7 +233,7 @@ def test_a_non_http_url_is_a_config_error(sink: HttpSink, aio: asyncio.Runner) -
 
     async def build() -> None:
         async with httpx.AsyncClient(trust_env=False) as client:
-            HaltCaller(settings, client)
+            halt_target(settings, client)
 
     with pytest.raises(ConfigError, match="RECEIVER_HALT_URL"):
         aio.run(build())
@@ -239,8 +247,8 @@ def test_a_key_stored_with_non_ascii_text_is_sent_ascii(
 
     async def go() -> list[HaltResult]:
         async with httpx.AsyncClient(trust_env=False) as client:
-            caller = HaltCaller(make_settings(sink), client)
-            return [await caller.call(PAYLOAD, "halt:ümlaut:msg-ü\n") for _ in range(2)]
+            halt = caller(make_settings(sink), client)
+            return [await halt.call(PAYLOAD, "halt:ümlaut:msg-ü\n") for _ in range(2)]
 
     assert [r.outcome for r in aio.run(go())] == [HaltOutcome.DONE, HaltOutcome.DONE]
     keys = {r.headers["idempotency-key"] for r in sink.requests}
