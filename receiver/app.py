@@ -160,7 +160,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     async def prometheus(request: Request) -> Response:
         if scrape is not None:
             scrape.require(request, Role.ADMIN)
-        return await metrics.render(store, clock())
+        return metrics.render(await store.stats(), clock())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

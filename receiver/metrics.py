@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import RequestRejected
-from .store import Store
+from .model import StoreStats
 
 log = logging.getLogger("receiver.ingest")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -98,8 +98,7 @@ class Metrics:
     def delivery(self, channel: str, outcome: str) -> None:
         self.deliveries.labels(channel.split("-", 1)[0], outcome).inc()
 
-    async def render(self, store: Store, now: float) -> Response:
-        stats = await store.stats()
+    def render(self, stats: StoreStats, now: float) -> Response:
         self.tasks.clear()
         for state, count in stats.tasks_by_state.items():
             self.tasks.labels(state).set(count)
