@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from .backoff import next_attempt
-from .delivery import Result, Target, Verdict
+from .delivery import FollowUps, Result, Target, Verdict
 from .errors import StoreUnavailable
 from .internal import halt_result
 from .model import Delivery, DeliveryStatus, EventType, FollowUp
@@ -38,6 +38,19 @@ LEASE_MARGIN = 0.25
 
 def _ignore(*_: object) -> None:
     return None
+
+
+class _Unconfigured:
+    """The target of rows owed to a channel that was removed from the settings since."""
+
+    serial = False
+    follow_ups = FollowUps()
+
+    def __init__(self, channel: str) -> None:
+        self.id = self.shown = channel
+
+    async def send(self, row: Delivery) -> Result:
+        return Result.rejected("channel no longer configured")
 
 
 class Dispatcher:
@@ -167,11 +180,8 @@ class Dispatcher:
         return min(max(due - self.clock(), 0.0), IDLE_POLL_SECONDS)
 
     async def _deliver(self, row: Delivery) -> None:
-        target = self.targets.get(row.channel)
+        target = self.targets.get(row.channel) or _Unconfigured(row.channel)
         try:
-            if target is None:
-                await self._give_up(row, None, "channel no longer configured")
-                return
             result = await self._attempt(target, row)
             if result is not None:
                 await self._record(target, row, result)
@@ -201,12 +211,12 @@ class Dispatcher:
                 return None
             return await target.send(row)
 
-    async def _record(self, target: Target | None, row: Delivery, result: Result) -> None:
+    async def _record(self, target: Target, row: Delivery, result: Result) -> None:
         """Settle one attempt: done, retry later, or (after the last attempt, or a rejection)
         dead, with the target's follow-up event in the same commit."""
         if result.verdict is Verdict.DONE:
-            done = None if target is None else target.follow_ups.done
-            await self._settle(row, DeliveryStatus.DELIVERED, follow_up=self._follow_up(row, done))
+            follow_up = self._follow_up(row, target.follow_ups.done)
+            await self._settle(row, DeliveryStatus.DELIVERED, follow_up=follow_up)
             return
         error = result.error or result.verdict.value
         attempt = row.attempts + 1
@@ -226,20 +236,19 @@ class Dispatcher:
             return
         await self._give_up(row, target, error)
 
-    async def _give_up(self, row: Delivery, target: Target | None, error: str) -> None:
-        hint = f"; {target.follow_ups.dead_hint}" if target and target.follow_ups.dead_hint else ""
+    async def _give_up(self, row: Delivery, target: Target, error: str) -> None:
+        hint = target.follow_ups.dead_hint
         log.error(
             "%s %s for task %s to %s is dead after %d attempts: %s%s",
             row.kind,
             row.id,
             row.task_id,
-            row.channel if target is None else target.shown,
+            target.shown,
             row.attempts + 1,
             error,
-            hint,
+            f"; {hint}" if hint else "",
         )
-        dead = None if target is None else target.follow_ups.dead
-        follow_up = self._follow_up(row, dead, error)
+        follow_up = self._follow_up(row, target.follow_ups.dead, error)
         await self._settle(row, DeliveryStatus.DEAD, error, follow_up=follow_up)
 
     def _follow_up(
