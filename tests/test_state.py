@@ -10,6 +10,7 @@ import pytest
 
 from receiver.errors import Conflict, CurrencyMismatch, InvalidEvent
 from receiver.model import (
+    INTERNAL_TYPES,
     Alert,
     AlertKind,
     BudgetEvent,
@@ -489,6 +490,43 @@ def test_internal_events_for_an_unknown_task_are_a_conflict(type_: EventType) ->
     with pytest.raises(Conflict) as info:
         transition(None, ev(type_, budget="500"), LOCAL, NOW)
     assert info.value.code == "unknown_task"
+
+
+# A type outside EventType is refused by the type checker, never made by a source; what
+# transition does with one is pinned here so the dispatch cannot change it unnoticed.
+# No error: the value is applied like any event without handling of its own (like task.spend),
+# and a plain string equal to a member's value is not that member.
+OUTSIDE_TYPES = ["task.unknown", *(t.value for t in EventType)]
+
+
+@pytest.mark.parametrize("halt_calls_out", [True, False], ids=["calls_out", "local"])
+@pytest.mark.parametrize("type_", OUTSIDE_TYPES)
+@pytest.mark.parametrize("state", sorted(TASKS))
+def test_a_type_outside_event_type_is_applied_like_spend(
+    state: str, type_: str, halt_calls_out: bool
+) -> None:
+    """An event whose type is no EventType member gives what a task.spend would, no error."""
+    policy = Policy(halt_calls_out=halt_calls_out)
+    for name in ("spend_spent", "spend_amount"):
+        spend = dataclasses.replace(EVENTS[name], threshold=D("0.8"), soft_budget=D("50"))
+        outside = dataclasses.replace(spend, **{"type": type_})
+        assert type(outside.type) is str
+        expected = transition(TASKS[state], spend, policy, NOW)
+        assert transition(TASKS[state], outside, policy, NOW) == expected
+
+
+@pytest.mark.parametrize("type_", OUTSIDE_TYPES)
+def test_a_type_outside_event_type_for_an_unknown_task(type_: str) -> None:
+    """For a task never seen, a plain string equal to a resume or halt result's value is
+    refused as those are; any other is applied like task.spend to a new task."""
+    outside = dataclasses.replace(EVENTS["spend_spent"], **{"type": type_})
+    if type_ in INTERNAL_TYPES:  # resume, halt confirmed, halt failed
+        with pytest.raises(Conflict) as info:
+            transition(None, outside, LOCAL, NOW)
+        assert info.value.code == "unknown_task"
+        return
+    expected = transition(None, EVENTS["spend_spent"], LOCAL, NOW)
+    assert transition(None, outside, LOCAL, NOW) == expected
 
 
 # --- first events, details, currency ----------------------------------------------------
