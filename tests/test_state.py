@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from receiver import state
 from receiver.errors import Conflict, CurrencyMismatch, InvalidEvent
 from receiver.model import (
     INTERNAL_TYPES,
@@ -490,6 +491,13 @@ def test_internal_events_for_an_unknown_task_are_a_conflict(type_: EventType) ->
     with pytest.raises(Conflict) as info:
         transition(None, ev(type_, budget="500"), LOCAL, NOW)
     assert info.value.code == "unknown_task"
+
+
+def test_every_event_type_has_a_handler() -> None:
+    """transition dispatches on the event type: every EventType has its own entry in the
+    table, so a new type cannot fall through to another's handling unnoticed."""
+    assert set(state._HANDLERS) == set(EventType)
+    assert all(callable(handler) for handler in state._HANDLERS.values())
 
 
 # A type outside EventType is refused by the type checker, never made by a source; what
