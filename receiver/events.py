@@ -54,19 +54,7 @@ def parse_event(
     amount = _money(data, "amount")
     currency = data.get("currency")
     threshold = _threshold(data)
-    if event_type is EventType.CREATED:
-        if budget is None:
-            raise InvalidEvent("budget: required for task.created", code="missing_field")
-        if currency is None:
-            raise InvalidEvent("currency: required for task.created", code="missing_field")
-    if event_type is EventType.SPEND:
-        if spent is None and amount is None:
-            raise InvalidEvent("spent or amount: task.spend needs one", code="missing_field")
-        if spent is not None and amount is not None:
-            raise InvalidEvent("spent and amount: give one, not both", code="ambiguous_spend")
-    if event_type is EventType.THRESHOLD and threshold is None:
-        raise InvalidEvent("threshold: required for task.budget_threshold", code="missing_field")
-
+    _require_fields(event_type, budget, currency, spent, amount, threshold)
     return BudgetEvent(
         event_id=event_id,
         source=source,
@@ -82,6 +70,29 @@ def parse_event(
         threshold=threshold,
         payload=doc,
     )
+
+
+def _require_fields(
+    event_type: EventType,
+    budget: Decimal | None,
+    currency: object,
+    spent: Decimal | None,
+    amount: Decimal | None,
+    threshold: Decimal | None,
+) -> None:
+    """What each type cannot do without."""
+    if event_type is EventType.CREATED:
+        if budget is None:
+            raise InvalidEvent("budget: required for task.created", code="missing_field")
+        if currency is None:
+            raise InvalidEvent("currency: required for task.created", code="missing_field")
+    if event_type is EventType.SPEND:
+        if spent is None and amount is None:
+            raise InvalidEvent("spent or amount: task.spend needs one", code="missing_field")
+        if spent is not None and amount is not None:
+            raise InvalidEvent("spent and amount: give one, not both", code="ambiguous_spend")
+    if event_type is EventType.THRESHOLD and threshold is None:
+        raise InvalidEvent("threshold: required for task.budget_threshold", code="missing_field")
 
 
 def _text(data: dict[str, Any], field: str) -> str | None:

@@ -86,38 +86,61 @@ def page_routes(
     clock: Callable[[], float] = time.time,
 ) -> list[Route]:
     """GET /, GET+POST /login, POST /logout (a GET is 405: no link or image can sign out)."""
+    page = StatusPage(store, tokens, policy_thresholds, halt_at, clock)
+    return [
+        Route("/", page.status, methods=["GET"]),
+        Route("/login", page.login_form, methods=["GET"]),
+        Route("/login", page.login, methods=["POST"]),
+        Route("/logout", page.logout, methods=["POST"]),
+    ]
 
-    def role_of(request: Request) -> Role | None:
-        return tokens.session_role(request.cookies.get(COOKIE, ""), clock())
 
-    async def status(request: Request) -> Response:
-        role = role_of(request)
+class StatusPage:
+    def __init__(
+        self,
+        store: Store,
+        tokens: Tokens,
+        thresholds: Sequence[Decimal],
+        halt_at: Decimal,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.thresholds = thresholds
+        self.halt_at = halt_at
+        self.clock = clock
+
+    def role_of(self, request: Request) -> Role | None:
+        return self.tokens.session_role(request.cookies.get(COOKIE, ""), self.clock())
+
+    async def status(self, request: Request) -> Response:
+        role = self.role_of(request)
         if role is None:
             return _see("/login")
         try:
-            snapshot = await read_snapshot(store)
+            snapshot = await read_snapshot(self.store)
         except StoreUnavailable as exc:
             log.error("status page: storage unavailable: %s", exc)
             return _html(render_unavailable("The store cannot be read just now."), 503)
         page = render_status(
             snapshot,
-            thresholds=policy_thresholds,
-            halt_at=halt_at,
-            now=clock(),
+            thresholds=self.thresholds,
+            halt_at=self.halt_at,
+            now=self.clock(),
             role=role.value,
             base_url=str(request.base_url),
         )
         return _html(page)
 
-    async def login_form(request: Request) -> Response:
-        if not tokens.configured:
+    async def login_form(self, request: Request) -> Response:
+        if not self.tokens.configured:
             return _html(render_login(disabled=True), 403)
-        if role_of(request) is not None:
+        if self.role_of(request) is not None:
             return _see("/")
         return _html(render_login())
 
-    async def login(request: Request) -> Response:
-        if not tokens.configured:
+    async def login(self, request: Request) -> Response:
+        if not self.tokens.configured:
             return _html(render_login(disabled=True), 403)
         media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media != "application/x-www-form-urlencoded":
@@ -128,7 +151,7 @@ def page_routes(
         except ValueError:
             return _html(render_login(error="Send the sign-in form."), 400)
         token = (fields.get("token") or [""])[0].strip()
-        session = tokens.session_for(token, clock()) if token else None
+        session = self.tokens.session_for(token, self.clock()) if token else None
         if session is None:
             host = request.client.host if request.client else "?"
             log.warning("status page: sign-in refused from %s (unknown token)", host)
@@ -145,7 +168,7 @@ def page_routes(
         )
         return response
 
-    async def logout(request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
         # POST only, and not from another site: a form there could still post here (a
         # top-level navigation may clear even a SameSite=Strict cookie).
         if request.headers.get("sec-fetch-site") == "cross-site":
@@ -159,10 +182,3 @@ def page_routes(
             samesite="strict",
         )
         return response
-
-    return [
-        Route("/", status, methods=["GET"]),
-        Route("/login", login_form, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
-    ]
