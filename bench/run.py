@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwall time {results['wall_seconds']} s; JSON: {out.relative_to(ROOT)}")
     if args.check is None:
         return 0
-    code, message = targets.verdict(outcomes, args.check)
+    code, message = targets.verdict(outcomes, args.check, targets.others_busy(results))
     print("\n" + message)
     return code
 

@@ -152,6 +152,17 @@ def test_targets_of_servers_left_out_of_the_run_are_not_checked() -> None:
     assert (code, message) == (0, "check against the regression floors: passed, all 7 met")
 
 
+def test_a_failed_check_says_how_busy_the_rest_of_the_machine_was() -> None:
+    doc = daemon(p99=1000.0)
+    doc["saturated"]["cpu"] = {"other_cpu_seconds": 6.0, "seconds": 18.0}
+    doc["constant"]["cpu"] = {"other_cpu_seconds": 30.0, "seconds": 20.0}
+    run = results(daemon_sqlite=doc)
+    assert targets.others_busy(run) == 0.95  # 36 s of CPU in 38 s
+    code, message = targets.verdict(targets.evaluate(run), "floors", targets.others_busy(run))
+    assert code == 1
+    assert "other processes used 0.95 cores on average" in message
+
+
 def test_a_run_with_no_daemon_has_nothing_to_check_and_fails() -> None:
     outcomes = targets.evaluate(results())
     code, message = targets.verdict(outcomes, "floors")
