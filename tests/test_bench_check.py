@@ -205,7 +205,9 @@ def test_the_readme_lists_exactly_the_targets_the_check_uses() -> None:
     assert readme_targets_table() == targets.markdown_table().splitlines()
 
 
-@pytest.mark.parametrize("script", ["run.py", "loadgen.py", "sink.py", "baseline_app.py"])
+@pytest.mark.parametrize(
+    "script", ["run.py", "loadgen.py", "sink.py", "baseline_app.py", "container.py"]
+)
 def test_the_bench_scripts_start_from_the_repository_root(script: str) -> None:
     """`python bench/<script> --help`, as the README and run.py's child processes call them."""
     done = subprocess.run(
