@@ -46,6 +46,10 @@ class Figure:
     relative_to: str | None = None  # the other server this figure is a ratio to
 
 
+def _sign(figure: Figure) -> str:
+    return ">=" if figure.higher_is_better else "<="
+
+
 @dataclass(frozen=True)
 class Row:
     """One figure's targets: its floor on each store (None: no floor), and the goal."""
@@ -224,10 +228,6 @@ def targets() -> list[Target]:
 # -- the check -----------------------------------------------------------------------------
 
 
-def _sign(figure: Figure) -> str:
-    return ">=" if figure.higher_is_better else "<="
-
-
 def outcome(results: Results, target: Target) -> Outcome:
     ran = results.get("targets", {})
     figure = target.figure
@@ -259,9 +259,13 @@ def legacy_checks(results: Results, outcomes: list[Outcome]) -> list[dict[str, A
     ]
 
 
+def _kinds(against: Against) -> tuple[Kind, ...]:
+    return ("floor", "goal") if against == "goals" else ("floor",)
+
+
 def failures(outcomes: list[Outcome], against: Against) -> list[Outcome]:
     """What fails ``--check``: a missed floor (or goal, against goals), or no figure for it."""
-    kinds = ("floor", "goal") if against == "goals" else ("floor",)
+    kinds = _kinds(against)
     return [o for o in outcomes if o.target.kind in kinds and o.status in ("missed", "no figure")]
 
 
@@ -290,8 +294,7 @@ def verdict(
 
     ``busy`` (``others_busy``) goes with a failure: a neighbour's CPU slows the daemon too.
     """
-    kinds = ("floor", "goal") if against == "goals" else ("floor",)
-    checked = [o for o in outcomes if o.target.kind in kinds and o.status != "not run"]
+    checked = [o for o in outcomes if o.target.kind in _kinds(against) and o.status != "not run"]
     what = "regression floors and goals" if against == "goals" else "regression floors"
     failed = failures(outcomes, against)
     if not checked:
