@@ -13,6 +13,7 @@ stacks     where the time goes in py-spy's collapsed stacks
 report     the printed tables
 targets    regression floors and goals, checked against a run's figures (--check)
 
-Run as scripts or child processes, and kept so: loadgen.py, sink.py, baseline_app.py,
-container.py, reqfile.py (loadgen.py's request file format).
+Kept as they were: loadgen.py, sink.py, baseline_app.py and container.py (scripts, run as
+child processes or by hand) and reqfile.py (the request files load.py writes and
+loadgen.py reads).
 """
