@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -19,10 +19,13 @@ from ..model import (
     Task,
     TaskState,
 )
-from ..retention import Pruned, delivery_prunable, event_prunable
+from ..retention import Pruned
 
 
 class Store(Protocol):
+    """Every call that takes a ``limit`` returns (or, to prune, looks at) at most that many
+    rows; a limit of zero or less asks for none."""
+
     description: str
 
     async def open(self) -> None:
@@ -100,19 +103,6 @@ class Store(Protocol):
         finished tasks only; a row still owed is never deleted)."""
 
 
-READY_UPSERT = (
-    "INSERT INTO readiness (id, checked_at) VALUES (1, {mark}) "
-    "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at"
-)
-READY_TIMEOUT = 5.0
-
-STATS_QUERIES = (
-    "SELECT state, COUNT(*) FROM tasks GROUP BY state",
-    "SELECT status, COUNT(*), MIN(next_at) FROM outbox WHERE status IN ('pending', 'dead') "
-    "GROUP BY status",
-)
-
-
 def stats_from_rows(task_rows: Any, outbox_rows: Any) -> StoreStats:
     outbox = {r[0]: (int(r[1]), r[2]) for r in outbox_rows}
     pending, oldest = outbox.get("pending", (0, None))
@@ -122,64 +112,6 @@ def stats_from_rows(task_rows: Any, outbox_rows: Any) -> StoreStats:
         dead=outbox.get("dead", (0, None))[0],
         oldest_due=None if oldest is None else float(oldest),
     )
-
-
-def keyset_page(
-    columns: str, table: str, key: str, after: object, where: tuple[str, object] | None,
-    limit: int, mark: Callable[[int], str],
-) -> tuple[str, list[Any]]:  # fmt: skip
-    """SQL and arguments for one page of rows after ``after`` in ``key`` order, optionally
-    where one column equals a value; ``mark(n)`` is the dialect's n-th placeholder."""
-    args: list[Any] = [after]
-    sql = f"SELECT {columns} FROM {table} WHERE {key} > {mark(1)}"
-    if where is not None:
-        args.append(where[1])
-        sql += f" AND {where[0]} = {mark(2)}"
-    args.append(limit)
-    return sql + f" ORDER BY {key} LIMIT {mark(len(args))}", args
-
-
-# Retention: pages of rows in key order, judged by the pure rules -------------------
-
-# One page of events, oldest first, each with its task's state and last update (the two
-# columns before the last, the task id, in both pages).
-PRUNE_EVENTS_PAGE = (
-    "SELECT e.seq, e.received_at, t.state, t.updated_at, e.task_id FROM events e "
-    "LEFT JOIN tasks t ON t.task_id = e.task_id WHERE e.seq > {mark1} ORDER BY e.seq "
-    "LIMIT {mark2}"
-)
-# One page of outbox rows; a settled row's last change is delivered_at, or next_at (set to
-# the moment it was given up on).
-PRUNE_DELIVERIES_PAGE = (
-    "SELECT o.id, o.created_at, o.status, COALESCE(o.delivered_at, o.next_at), t.state, "
-    "t.updated_at, o.task_id FROM outbox o LEFT JOIN tasks t ON t.task_id = o.task_id "
-    "WHERE o.id > {mark1} ORDER BY o.id LIMIT {mark2}"
-)
-
-
-PrunePlan = tuple[list[int], int | None]  # the keys to delete; the key to go on after
-
-
-def events_to_prune(rows: Sequence[Any], before: float, limit: int) -> PrunePlan:
-    """Which events of one page of ``PRUNE_EVENTS_PAGE`` rows go (a row whose task is
-    unknown or was not locked has state None and stays)."""
-    gone = [r[0] for r in rows if r[2] is not None and event_prunable(r[1], r[2], r[3], before)]
-    return gone, _next(rows, before, limit)
-
-
-def deliveries_to_prune(rows: Sequence[Any], before: float, limit: int) -> PrunePlan:
-    """Which outbox rows of one page of ``PRUNE_DELIVERIES_PAGE`` rows go."""
-    gone = [
-        r[0] for r in rows if r[4] is not None and delivery_prunable(r[2], r[3], r[4], r[5], before)
-    ]
-    return gone, _next(rows, before, limit)
-
-
-def _next(rows: Sequence[Any], before: float, limit: int) -> int | None:
-    # Keys grow with time: past a row newer than the cutoff there is nothing old left.
-    if len(rows) < limit or rows[-1][1] >= before:
-        return None
-    return int(rows[-1][0])
 
 
 # Row codecs shared by the backends -------------------------------------------------

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-Dialect = Literal["sqlite", "postgres"]
-Migration = tuple[str, ...] | Mapping[Dialect, tuple[str, ...]]
+DialectName = Literal["sqlite", "postgres"]
+Migration = tuple[str, ...] | Mapping[DialectName, tuple[str, ...]]
 
-_TYPES: Mapping[Dialect, Mapping[str, str]] = {
+_TYPES: Mapping[DialectName, Mapping[str, str]] = {
     "sqlite": {"serial": "INTEGER PRIMARY KEY", "real": "REAL"},
     "postgres": {"serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION"},
 }
@@ -104,7 +104,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def statements(version: int, dialect: Dialect) -> list[str]:
+def statements(version: int, dialect: DialectName) -> list[str]:
     """The DDL that takes a schema from ``version - 1`` to ``version`` in ``dialect``."""
     migration = MIGRATIONS[version - 1]
     chosen = migration if isinstance(migration, tuple) else migration[dialect]
