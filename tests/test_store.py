@@ -36,6 +36,7 @@ from receiver.model import (
     TaskState,
 )
 from receiver.outbox import HALT_CHANNEL, Route, decider
+from receiver.retention import Pruned
 from receiver.state import Policy
 from receiver.store import Store
 from receiver.store.postgres import PostgresStore
@@ -991,6 +992,31 @@ async def retention_scene(store: Store) -> None:
         status = outcome.get(row.id, status)
         assert await store.settle(row.id, owner="a", status=status, now=T0 + 4)
     await apply(store, ev("l-end", "t-late", EventType.COMPLETED), T0 + 100)
+
+
+def test_a_limit_of_zero_or_less_asks_for_nothing(store: Store, aio: asyncio.Runner) -> None:
+    """Every call that takes a ``limit`` answers nothing for a limit of zero or less (not
+    every row: SQLite reads a negative LIMIT as none), though rows are there to answer."""
+
+    async def body() -> None:
+        await retention_scene(store)
+        await apply(store, spend("p1", "t-pending", spent=D("60")), T0 + 200)
+        before = await deliveries(store)
+        for limit in (0, -1):
+            assert await store.list_tasks(state=None, after=None, limit=limit) == []
+            assert await store.list_events("t-done", after=None, limit=limit) == []
+            assert await store.list_deliveries(status=None, after=None, limit=limit) == []
+            delivered = DeliveryStatus.DELIVERED
+            assert await store.recent_deliveries(status=delivered, limit=limit) == []
+            now = T0 + 1000
+            assert await store.claim(now=now, lease_seconds=30, limit=limit, owner="z") == []
+            for prune in (store.prune_events, store.prune_deliveries):
+                assert await prune(T0 + 50, after=0, limit=limit) == Pruned(0, None)
+        assert await deliveries(store) == before  # nothing leased, nothing deleted
+        assert len(await store.list_tasks(state=None, after=None, limit=1)) == 1
+        assert await drain(store.prune_events, T0 + 50, 100) == (5, 1)  # all still there
+
+    aio.run(body())
 
 
 async def drain(prune: Any, before: float, limit: int) -> tuple[int, int]:
