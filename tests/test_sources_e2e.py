@@ -325,8 +325,8 @@ def test_litellm_webhook_test_is_answered_and_applied_to_nothing(litellm_rig: Li
 
 
 def test_litellm_sends_one_threshold_alert_a_day(litellm_rig: LiteLLMRig) -> None:
-    """As the README says: after the 85 % alert LiteLLM's cache holds back the 95 % one for
-    24 h, so the receiver hears of 96 % only from the next alert (here: budget_crossed)."""
+    """As docs/sources.md says: after the 85 % alert LiteLLM's cache holds back the 95 % one
+    for 24 h, so the receiver hears of 96 % only from the next alert (here: budget_crossed)."""
     litellm = litellm_rig.litellm(litellm_rig.keys)
     for spend in (86.0, 96.0, 100.5):
         litellm.key_spend(spend, token="5f1c6b3f2a0e9d87", key_alias="daily-key",
@@ -340,8 +340,8 @@ def test_litellm_sends_one_threshold_alert_a_day(litellm_rig: LiteLLMRig) -> Non
 def test_litellm_projection_holds_back_the_keys_real_budget_crossed(
     litellm_rig: LiteLLMRig,
 ) -> None:
-    """As the README warns: a projection LiteLLM relabelled budget_crossed takes the key's
-    budget_crossed cache entry, so the real one at the limit is not sent for 24 h."""
+    """As docs/sources.md warns: a projection LiteLLM relabelled budget_crossed takes the
+    key's budget_crossed cache entry, so the real one at the limit is not sent for 24 h."""
     litellm = litellm_rig.litellm(litellm_rig.keys)
     litellm.key_projection(60.0, token="5f1c6b3f2a0e9d88", key_alias="held-key",
                            soft_budget=56.0, projected_spend=130.5, exceeds_on="2026-11-28")  # fmt: skip
