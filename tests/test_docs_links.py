@@ -8,6 +8,8 @@ Checked: README.md, docs/*.md, bench/README.md, the Dockerfile, config/* and scr
 - A path of ours named in plain text, a code span or a comment (`docs/...`, `config/...`,
   `scripts/...`, `bench/...`, `tests/....py`, `receiver/....py`, `.ci/run`) exists,
   relative to the repository's root; written `docs/x.md#anchor`, its anchor is checked too.
+- The README links every page of docs/ and bench/README.md: a newcomer finds each of them
+  from the first page.
 
 RECEIVER_TEST_DOCS_REPO=/path/to/checkout runs the check on another checkout (read only).
 """
@@ -130,6 +132,21 @@ def test_every_relative_link_leads_to_a_file_and_heading() -> None:
     assert REPO / "README.md" in markdown
     problems = [problem for p in markdown for problem in link_problems(p)]
     assert not problems, "\n".join(problems)
+
+
+def linked_from(path: Path) -> set[Path]:
+    """The files that ``path``'s relative Markdown links lead to."""
+    targets = (m.group(1).partition("#")[0] for m in LINK.finditer(path.read_text()))
+    return {(path.parent / t).resolve() for t in targets if t and not EXTERNAL.match(t)}
+
+
+def test_the_readme_links_every_doc() -> None:
+    pages = [p for p in checked_files() if p.suffix == ".md" and p.name != "README.md"]
+    pages.append(REPO / "bench" / "README.md")
+    assert REPO / "docs" / "api.md" in pages
+    linked = linked_from(REPO / "README.md")
+    missing = [p.relative_to(REPO).as_posix() for p in pages if p.resolve() not in linked]
+    assert not missing, f"README.md links none of: {', '.join(missing)}"
 
 
 def test_every_repo_path_the_docs_name_exists() -> None:
