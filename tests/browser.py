@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from tests.waiting import poll
+
 REQUIRE_ENV = "RECEIVER_TEST_REQUIRE_CHROMIUM"
 FLAGS = [
     "--headless",
@@ -111,16 +113,21 @@ class Browser:
 
     def _connect(self, timeout: float = 30.0) -> ClientConnection:
         port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def port_and_path() -> list[str]:
             if self.proc.poll() is not None:
                 raise CdpError(f"chromium exited with {self.proc.returncode}:\n{self.log()}")
             lines = port_file.read_text().split("\n") if port_file.exists() else []
-            if len(lines) >= 2 and lines[0].strip() and lines[1].strip():
-                url = f"ws://127.0.0.1:{lines[0].strip()}{lines[1].strip()}"
-                return connect(url, max_size=64 * 1024 * 1024, open_timeout=10)
-            time.sleep(0.05)
-        raise CdpError(f"chromium gave no DevTools port in {timeout} s:\n{self.log()}")
+            return [line.strip() for line in lines[:2]]
+
+        port, path = poll(
+            port_and_path,
+            lambda lines: len(lines) == 2 and all(lines),
+            what=f"chromium to write {port_file}",
+            timeout=timeout,
+            context=self.log,
+        )
+        return connect(f"ws://127.0.0.1:{port}{path}", max_size=64 * 1024 * 1024, open_timeout=10)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,16 +21,29 @@ from urllib.parse import quote
 import httpx
 
 from receiver.verify import sign
+from tests.waiting import free_port, poll
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a test-only key
 ADMIN_TOKEN = "test-admin-token-0123456789"
 READ_TOKEN = "test-read-token-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def clean_environ() -> dict[str, str]:
+    """This process's environment without RECEIVER_* variables: the env file alone
+    configures the daemon (RECEIVER_TEST_POSTGRES_URL is the tests', not the daemon's)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
+
+
+def cli(*args: str, env_file: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`budget-receiver ARGS --env-file ENV_FILE` run to its end, its output captured: the
+    one-shot commands, and a `serve` that is expected to refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args, "--env-file", str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_environ(),
+    )
 
 
 def write_env(path: Path, settings: Mapping[str, str]) -> Path:
@@ -50,16 +62,21 @@ class Endpoint:
     def wait_until_ready(self, exit_code: Callable[[], int | None], timeout: float) -> None:
         """Until /readyz answers 200; fails with the log if the daemon exits (``exit_code``
         is then not None) or is not ready within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def readyz() -> int:
             code = exit_code()
             if code is not None:
                 raise RuntimeError(f"daemon exited with {code}:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.log()}")
+            return httpx.get(self.url + "/readyz", timeout=1).status_code
+
+        poll(
+            readyz,
+            lambda status: status == 200,
+            what=f"{self.url}/readyz to answer 200",
+            timeout=timeout,
+            ignore=(httpx.HTTPError,),
+            context=self.log,
+        )
 
     def post_event(
         self,
@@ -92,6 +109,31 @@ class Endpoint:
             events += page["events"]
         return events
 
+    def deliveries(self, task_id: str | None = None) -> list[dict[str, Any]]:
+        """The outbox (of ``task_id``, if given), every page."""
+        rows: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 500}
+        while True:
+            page = self.api("GET", "/v1/deliveries", params=params).json()
+            rows += page["deliveries"]
+            if page["next"] is None:
+                return [r for r in rows if task_id is None or r["task_id"] == task_id]
+            params["after"] = page["next"]
+
+    def wait_settled(
+        self, task_id: str | None = None, timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
+        """The outbox (of ``task_id``) once no row in it is pending: every alert and halt call
+        owed so far has been made (or is dead), so nothing more goes out for it unless a new
+        event owes more. What a test waits for before it counts what arrived."""
+        return poll(
+            lambda: self.deliveries(task_id),
+            lambda rows: all(r["status"] != "pending" for r in rows),
+            what=f"the outbox{f' of {task_id}' if task_id else ''} to settle",
+            timeout=timeout,
+            context=lambda: self.log()[-3000:],
+        )
+
     def task(self, task_id: str) -> dict[str, Any]:
         response = self.api("GET", "/v1/tasks/" + quote(task_id, safe=""))
         assert response.status_code == 200, response.text
@@ -101,16 +143,13 @@ class Endpoint:
     def wait_state(self, task_id: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
         """The task once it is in ``state``; fails with the task and the log's tail if it
         is not within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            task = self.task(task_id)
-            if task["state"] == state:
-                return task
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{task_id} never reached {state}: {task}\n{self.log()[-3000:]}"
-                )
-            time.sleep(0.05)
+        return poll(
+            lambda: self.task(task_id),
+            lambda task: task["state"] == state,
+            what=f"{task_id} to be {state}",
+            timeout=timeout,
+            context=lambda: self.log()[-3000:],
+        )
 
 
 class Daemon(Endpoint):
@@ -134,13 +173,12 @@ class Daemon(Endpoint):
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Daemon:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "receiver", "serve", "--env-file", str(self.env_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=clean_environ(),
                 cwd=self.workdir,
             )
         self.wait_until_ready(self.proc.poll, timeout)
@@ -218,9 +256,14 @@ class Burst:
         return self
 
     def wait_for(self, acks: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.acked) < acks and time.monotonic() < deadline:
-            time.sleep(0.01)
+        poll(
+            lambda: len(self.acked),
+            lambda n: n >= acks,
+            what=f"{acks} acknowledged events",
+            timeout=timeout,
+            interval=0.01,
+            context=lambda: self.daemon.log()[-3000:],
+        )
 
     def stop(self) -> None:
         self._stop.set()

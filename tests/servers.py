@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -25,23 +24,7 @@ from typing import Any, Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what} after {timeout}s")
-        time.sleep(0.01)
-
+from tests.waiting import HOST, free_port, poll
 
 # --- SMTP -------------------------------------------------------------------------
 
@@ -88,8 +71,13 @@ class SmtpSink:
             return list(self._collector.envelopes)
 
     def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[EmailMessage]:
-        _wait(lambda: len(self.messages) >= count, timeout, f"{count} message(s)")
-        return self.messages
+        return poll(
+            lambda: self.messages,
+            lambda seen: len(seen) >= count,
+            what=f"{count} message(s) to the SMTP sink",
+            timeout=timeout,
+            interval=0.01,
+        )
 
     def url(self, *, to: str = "ops@example.com", sender: str = "alerts@example.com") -> str:
         """An apprise URL for this server: plain SMTP (mode=insecure), no login."""
@@ -227,8 +215,14 @@ class HttpSink:
         def seen() -> list[Recorded]:
             return self.requests if path is None else self.requests_to(path)
 
-        _wait(lambda: len(seen()) >= count, timeout, f"{count} request(s) to {path or 'any path'}")
-        return seen()
+        return poll(
+            seen,
+            lambda got: len(got) >= count,
+            interval=0.01,
+            timeout=timeout,
+            what=f"{count} request(s) to {path or 'any path'}",
+            context=lambda: f"every path requested: {paths(self.requests)}",
+        )
 
     def refuse(self) -> None:
         """Stop listening: connections to the port are refused until ``listen()``."""
