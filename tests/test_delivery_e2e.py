@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.daemon import Daemon, event, running
+from tests.daemon import Daemon, cli, event, running
 from tests.servers import HttpSink, Reply, SmtpSink
+from tests.waiting import poll
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +54,7 @@ def test_crossing_sends_one_alert_per_channel(
         a = http.wait_for(1, "/a")
         b = http.wait_for(1, "/b")
         mail = smtp.wait_for(1)
-        time.sleep(0.5)  # room for a second, wrong, delivery to show up
+        d.wait_settled(t)  # every alert owed is made: a second, wrong, one would be here too
         assert len(http.requests_to("/a")) == len(http.requests_to("/b")) == 1
         assert len(smtp.messages) == 1
         for req in (a[0], b[0]):
@@ -89,7 +87,7 @@ def test_halt_is_called_once_and_the_task_is_halted(
         alerts = http.wait_for(2, "/a")  # halted, then spend_after_halt (order may vary)
         kinds = sorted(r.json["title"].split(":")[0] for r in alerts)
         assert kinds == ["Spend after halt", "Task halted"], kinds
-        time.sleep(0.5)
+        d.wait_settled(t)
         assert len(http.requests_to(f"/tasks/{t}/halt")) == 1
 
 
@@ -121,7 +119,7 @@ def test_platform_failing_twice_gets_three_calls_with_one_key(
         calls = http.wait_for(3, f"/tasks/{t}/halt", timeout=15)
         d.wait_state(t, "halted")
         assert len({c.headers["idempotency-key"] for c in calls}) == 1
-        time.sleep(0.3)
+        d.wait_settled(t)
         assert len(http.requests_to(f"/tasks/{t}/halt")) == 3
 
 
@@ -143,12 +141,9 @@ def test_dead_halt_owes_a_critical_alert_and_can_be_replayed(
         dead = d.api("GET", "/v1/deliveries", params={"status": "dead"}).json()["deliveries"]
         (row,) = [x for x in dead if x["task_id"] == t]
         assert row["kind"] == "halt" and row["attempts"] == 2 and "503" in row["last_error"]
-        cli = [sys.executable, "-m", "receiver", "deliveries"]
-        listed = subprocess.run([*cli, "list", "--status", "dead", "--env-file", str(d.env_file)],
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        listed = cli("deliveries", "list", "--status", "dead", env_file=d.env_file)
         assert listed.returncode == 0 and f'"id": {row["id"]}' in listed.stdout, listed.stderr
-        retried = subprocess.run([*cli, "retry", str(row["id"]), "--env-file", str(d.env_file)],
-                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+        retried = cli("deliveries", "retry", str(row["id"]), env_file=d.env_file)
         assert retried.returncode == 0 and '"status": "pending"' in retried.stdout, retried.stderr
         d.wait_state(t, "halted")
         assert len(http.requests_to(f"/tasks/{t}/halt")) == 3
@@ -168,14 +163,18 @@ def test_a_channel_that_is_down_never_delays_the_sender(tmp_path: Path) -> None:
                 r = d.post_event(event("task.spend", t, spent=spent))
                 assert r.status_code == 202
                 assert time.monotonic() - started < 2.0, "ingest waited on a channel"
-            time.sleep(0.5)
+            poll(
+                lambda: d.deliveries(t),
+                lambda rows: len(rows) == 3 and all(r["last_error"] for r in rows),
+                what="each alert to have failed once on the channel that is down",
+            )
             http.listen()
             alerts = http.wait_for(3, "/a", timeout=15)
             titles = sorted(a.json["title"] for a in alerts)
             assert [("50%" in x, "80%" in x, "90%" in x) for x in titles].count(
                 (False, False, True)
             ) == 1
-            time.sleep(1.0)
+            d.wait_settled(t)
             assert len(http.requests_to("/a")) == 3
 
 
@@ -201,13 +200,12 @@ def test_sigkill_between_commit_and_delivery_still_delivers(tmp_path: Path) -> N
             assert calls[0].headers["idempotency-key"] == calls[1].headers["idempotency-key"]
             again.wait_state(t, "halted")
             # The failed try before the kill, then the retry after the restart (when due).
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if len([r for r in http.requests_to("/a") if "50%" in r.json["title"]]) >= 2:
-                    break
-                time.sleep(0.1)
-            else:
-                raise AssertionError("the owed alert was not delivered after the restart")
+            poll(
+                lambda: [r.json["title"] for r in http.requests_to("/a")],
+                lambda titles: len([x for x in titles if "50%" in x]) >= 2,
+                timeout=20,
+                what="the owed 50 % alert to be tried again after the restart",
+            )
         finally:
             again.stop()
 
@@ -222,7 +220,7 @@ def test_spend_after_halt_alerts_once_per_quiet_period(tmp_path: Path) -> None:
             d.post_event(event("task.spend", t, spent="10"))
             for spent in ("11", "12", "13", "14"):
                 d.post_event(event("task.spend", t, spent=spent))
-            time.sleep(1.0)
+            d.wait_settled(t)
             titles = [r.json["title"].split(":")[0] for r in http.requests_to("/a")]
             assert sorted(titles) == ["Spend after halt", "Task halted"]
             assert d.task(t)["spent"] == "14"
@@ -238,8 +236,7 @@ def test_notify_test_reports_each_channel(tmp_path: Path) -> None:
             f"RECEIVER_NOTIFY_URLS=json://user:hunter2secret@127.0.0.1:{http.port}/a "
             f"json://127.0.0.1:{down.port}/b\n"
         )
-        out = subprocess.run([sys.executable, "-m", "receiver", "notify-test", "--env-file", str(env)],
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        out = cli("notify-test", env_file=env)
         assert out.returncode == 1, out.stdout + out.stderr
         lines = out.stdout.splitlines()
         assert any(line.startswith("ok") and f":{http.port}" in line for line in lines), lines
@@ -254,12 +251,10 @@ def test_bad_channel_url_stops_start_up_without_leaking(tmp_path: Path) -> None:
     env.write_text(
         "RECEIVER_ALLOW_UNSIGNED=true\nRECEIVER_NOTIFY_URLS=nosuchscheme://topsecret@x\n"
     )
-    out = subprocess.run([sys.executable, "-m", "receiver", "serve", "--env-file", str(env)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = cli("serve", env_file=env)
     assert out.returncode == 2
     assert "RECEIVER_NOTIFY_URLS" in out.stderr and "topsecret" not in out.stderr
     assert "Traceback" not in out.stderr
-    _ = httpx  # imported for type parity with other e2e modules
 
 
 def test_a_halt_call_slower_than_the_lease_is_made_once(tmp_path: Path) -> None:
@@ -275,7 +270,9 @@ def test_a_halt_call_slower_than_the_lease_is_made_once(tmp_path: Path) -> None:
             first.post_event(event("task.created", t, budget="1", currency="USD"))
             assert first.post_event(event("task.spend", t, spent="1")).status_code == 202
             second.wait_state(t, "halted", timeout=20)
-            time.sleep(2.5)  # a second caller would have shown up by now
+            # Halted: the halt row is settled, by whoever called last, and a settled row is
+            # never claimed again. A second caller (one that claimed the row after the first
+            # one's lease ran out) was recorded by the sink before it could settle it.
             calls = http.requests_to(f"/tasks/{t}/halt")
             assert len(calls) == 1, [c.at_monotonic for c in calls]
         finally:

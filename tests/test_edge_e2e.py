@@ -16,6 +16,7 @@ import pytest
 
 from receiver.verify import sign
 from tests.daemon import ADMIN_TOKEN, READ_TOKEN, SECRET, Daemon, event, running
+from tests.waiting import poll
 
 pytestmark = pytest.mark.slow
 MB = 1024 * 1024
@@ -202,10 +203,12 @@ def test_past_the_connection_limit_new_clients_get_503_and_the_daemon_recovers(
         assert r.status_code == 503
         for sock in held:
             sock.close()
-        deadline = time.monotonic() + 30
-        while httpx.get(d.url + "/healthz", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "still refusing after the held connections went"
-            time.sleep(0.1)
+        poll(
+            lambda: httpx.get(d.url + "/healthz", timeout=30),
+            lambda r: r.status_code == 200,
+            what="/healthz to answer 200 once the held connections went",
+            timeout=30,
+        )
         assert d.api("GET", "/v1/tasks/crowd-1").status_code == 404
         assert_serves(d, "crowd-2")
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon import ADMIN_TOKEN, READ_TOKEN, SECRET, event, running
+from tests.daemon import ADMIN_TOKEN, READ_TOKEN, SECRET, cli, event, running
 from tests.servers import HttpSink
+from tests.waiting import poll
 
 pytestmark = pytest.mark.slow
 METRICS_TOKEN = "metrics-scrape-token-0123456789"
@@ -52,10 +50,24 @@ def test_metrics_count_what_happened(tmp_path: Path) -> None:
         )
         sink.wait_for(1, "/halt/m-1")
         sink.wait_for(2, "/a")
-        time.sleep(0.3)
-        r = httpx.get(d.url + "/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+
+        def scrape() -> httpx.Response:
+            return httpx.get(
+                d.url + "/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}
+            )
+
+        r = scrape()
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-        found = samples(r.text)
+        # The sink saw the calls before the daemon recorded their results: wait for those.
+        found = poll(
+            lambda: samples(scrape().text),
+            lambda found: (
+                ("receiver_outbox_pending", frozenset()) in found
+                and value(found, "receiver_outbox_pending") == 0
+                and value(found, "receiver_tasks", state="halted") == 1
+            ),
+            what="the halt call and both alerts to be recorded as made",
+        )
     ev = "receiver_events_total"
     assert value(found, ev, source="budget", outcome="accepted", reason="") == 3
     assert value(found, ev, source="budget", outcome="duplicate", reason="") == 1
@@ -93,7 +105,16 @@ def test_logs_are_json_lines_with_event_fields_and_no_secrets(tmp_path: Path) ->
             d.post_event(event("task.spend", "log-1", spent="x"), msg_id="ev-3")
             sink.wait_for(1, "/h/log-1")
             sink.wait_for(1, "/a")
-            time.sleep(0.3)
+            # Their results are logged too (with the channel's URL, redacted): wait for them.
+            poll(
+                d.log,
+                lambda text: (
+                    "task log-1 halted by the platform" in text
+                    and "for task log-1 delivered to" in text
+                ),
+                what="the deliveries' log lines",
+                context=lambda: d.log()[-3000:],
+            )
         text = d.log()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     by_event = {x.get("event_id"): x for x in lines if x.get("event_id")}
@@ -131,8 +152,7 @@ def test_a_store_that_cannot_open_is_one_clear_line(tmp_path: Path) -> None:
         f"RECEIVER_DATABASE_URL=sqlite:///{tmp_path}/not-a-dir/receiver.db\n"
     )
     (tmp_path / "not-a-dir").write_text("a file where the directory should be")
-    out = subprocess.run([sys.executable, "-m", "receiver", "serve", "--env-file", str(env)],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = cli("serve", env_file=env)
     assert out.returncode == 3, out.stderr
     assert "cannot open SQLite database" in out.stderr
     assert "Traceback" not in out.stderr

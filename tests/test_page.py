@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
 from dataclasses import replace
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -25,6 +24,7 @@ from receiver.page_html import Snapshot, bar, order_tasks, pct, render_login, re
 from tests.browser import Browser, chromium_or_skip
 from tests.daemon import ADMIN_TOKEN, READ_TOKEN, event, running
 from tests.servers import HttpSink, Reply
+from tests.waiting import poll
 
 D = Decimal
 NOW = 1_764_000_000.0
@@ -398,16 +398,6 @@ COLLECT = """(() => {
 })()"""
 
 
-def wait_until(check: Any, timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_a_person_signs_in_and_sees_the_status(tmp_path: Path) -> None:
     """Headless Chromium signs in through the form and reads the page as a person would.
@@ -446,17 +436,18 @@ def test_a_person_signs_in_and_sees_the_status(tmp_path: Path) -> None:
                 )
                 assert d.post_event(event("task.spend", tid, spent=spent)).status_code == 202
             d.post_event(event("task.completed", "report"))
-            wait_until(lambda: d.task("nightly-research")["state"] == "halted", what="halted")
+            d.wait_state("nightly-research", "halted", timeout=20)
             http.wait_for(1, "/halt/checkout-bot")
-
-            def settled() -> list[dict[str, Any]] | None:
-                rows = d.api("GET", "/v1/deliveries?limit=500").json()["deliveries"]
-                pending = [
-                    r for r in rows if r["status"] == "pending" and r["task_id"] != "checkout-bot"
-                ]
-                return None if pending else rows
-
-            outbox = wait_until(settled, what="every delivery but the stuck halt call settled")
+            outbox = poll(
+                d.deliveries,
+                lambda rows: (
+                    not any(
+                        r["status"] == "pending" and r["task_id"] != "checkout-bot" for r in rows
+                    )
+                ),
+                what="every delivery but the stuck halt call to settle",
+                timeout=20,
+            )
             dead_ids = sorted(r["id"] for r in outbox if r["status"] == "dead")
             assert dead_ids, "the broken channel should have dead rows"
             assert d.task("checkout-bot")["state"] == "halting"

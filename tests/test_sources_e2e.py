@@ -44,6 +44,7 @@ from tests.fixtures.sources_kit import (
     sns_sign,
 )
 from tests.servers import HttpSink
+from tests.waiting import poll
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,7 @@ class Rig:
         return wait_alerts(self.sink, self.daemon, task_id, count)
 
     def halted(self, task_id: str) -> dict[str, Any]:
-        return wait_halted(self.daemon, task_id)
+        return self.daemon.wait_state(task_id, "halted")
 
     def check_story(
         self, task_id: str, warn: Callable[[], httpx.Response], reach: Callable[[], httpx.Response]
@@ -91,23 +92,12 @@ class Rig:
 
 def wait_alerts(sink: HttpSink, daemon: Daemon, task_id: str, count: int) -> list[dict[str, Any]]:
     """Wait for ``count`` alerts about ``task_id`` on the json:// channel."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        found = [r.json for r in sink.requests_to("/alerts") if task_id in r.json["message"]]
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{count} alert(s) about {task_id} not delivered:\n{daemon.log()}")
-
-
-def wait_halted(daemon: Daemon, task_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        view = daemon.task(task_id)
-        if view["state"] == "halted":
-            return view
-        time.sleep(0.05)
-    raise AssertionError(f"{task_id} never halted: {daemon.task(task_id)}")
+    return poll(
+        lambda: [r.json for r in sink.requests_to("/alerts") if task_id in r.json["message"]],
+        lambda found: len(found) >= count,
+        what=f"{count} alert(s) about {task_id}",
+        context=daemon.log,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +242,7 @@ def test_litellm_customer_requests_add_up_and_halt(litellm_rig: LiteLLMRig) -> N
         litellm.customer_request(cost, customer="acme", token="5f1c6b3f2a0e9d84",
                                  key_alias="shop-bot", max_budget=0.04)  # fmt: skip
     assert [p.status for p in litellm.posts] == [200] * 4
-    view = wait_halted(litellm_rig.customers, "litellm:customer:acme")
+    view = litellm_rig.customers.wait_state("litellm:customer:acme", "halted")
     assert (view["spent"], view["budget"], view["allowed"]) == ("0.095", "0.04", False)
     [call] = litellm_rig.sink.wait_for(1, "/tasks/litellm%3Acustomer%3Aacme/halt", timeout=15)
     assert call.json["reason"] == "limit_reached"
@@ -318,10 +308,12 @@ def test_litellm_webhook_test_is_answered_and_applied_to_nothing(litellm_rig: Li
     assert daemon.api("GET", "/v1/tasks").json()["tasks"] == before
     hashed = hashlib.sha256(b"litellm_proxy_master_key").hexdigest()[:16]
     assert daemon.api("GET", f"/v1/tasks/litellm:key:{hashed}").status_code == 404
-    deadline = time.monotonic() + 15
-    while "LiteLLM's webhook test" not in daemon.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "LiteLLM's webhook test" in daemon.log()
+    poll(
+        daemon.log,
+        lambda text: "LiteLLM's webhook test" in text,
+        what="the log line about LiteLLM's webhook test",
+        context=lambda: daemon.log()[-3000:],
+    )
 
 
 def test_litellm_sends_one_threshold_alert_a_day(litellm_rig: LiteLLMRig) -> None:
@@ -333,7 +325,7 @@ def test_litellm_sends_one_threshold_alert_a_day(litellm_rig: LiteLLMRig) -> Non
                           max_budget=100.0)  # fmt: skip
     events = [json.loads(p.body)["event"] for p in litellm.posts]
     assert events == ["threshold_crossed", "budget_crossed"]
-    view = wait_halted(litellm_rig.keys, "litellm:key:daily-key")
+    view = litellm_rig.keys.wait_state("litellm:key:daily-key", "halted")
     assert view["spent"] == "100.5"
 
 

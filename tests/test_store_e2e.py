@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -13,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.daemon import Burst, Daemon, event, running
+from tests.daemon import Burst, Daemon, cli, event, running
 from tests.faults import file_writes_refused
+from tests.waiting import poll
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +39,11 @@ def test_readyz_is_503_while_the_store_cannot_write(tmp_path: Path) -> None:
             refused = d.post_event(event("task.spend", "t-1", spent="5"))
             assert refused.status_code == 503, refused.text
             assert d.task("t-1")["spent"] == "0"  # reads still work
-        deadline = time.monotonic() + 15
-        while readyz(d).status_code != 200:
-            assert time.monotonic() < deadline, readyz(d).text
-            time.sleep(0.05)
+        poll(
+            lambda: readyz(d),
+            lambda r: r.status_code == 200,
+            what="/readyz to answer 200 once writes succeed again",
+        )
         assert d.post_event(event("task.spend", "t-1", spent="5")).status_code == 202
         assert d.task("t-1")["spent"] == "5"
 
@@ -62,10 +63,7 @@ def test_the_daemon_starts_and_stops_its_retention_job(tmp_path: Path) -> None:
 
 
 def backup(env_file: Path, dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "receiver", "backup", str(dest), "--env-file", str(env_file), *extra],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return cli("backup", str(dest), *extra, env_file=env_file, timeout=120)
 
 
 def test_backup_while_the_daemon_takes_writes(tmp_path: Path) -> None:
