@@ -28,6 +28,7 @@ from receiver.model import (
 from receiver.outbox import HALT_CHANNEL, Route, decider
 from receiver.state import Policy
 from receiver.store.sqlite import SQLiteStore
+from tests.waiting import apoll
 
 POLICY = Policy(halt_calls_out=True)
 CHAT = "chat"
@@ -105,19 +106,17 @@ class Run:
         return await self.store.list_deliveries(status=status, after=None, limit=100)
 
     async def until(self, what: str, check: Callable[[], Awaitable[bool]]) -> None:
-        """Wait (real time, at most 5 s) until ``check`` holds; the fake clock stands still."""
-        for _ in range(500):
-            if await check():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"timed out waiting until {what}; rows: {await self.rows()}")
+        """Wait (real time) until ``check`` holds; the fake clock stands still."""
+        await apoll(check, what=what, timeout=5.0, interval=0.01)
 
     async def settled_as(self, status: DeliveryStatus, count: int = 1) -> list[Delivery]:
-        async def enough() -> bool:
-            return len(await self.rows(status)) >= count
-
-        await self.until(f"{count} row(s) {status.value}", enough)
-        return await self.rows(status)
+        return await apoll(
+            lambda: self.rows(status),
+            lambda rows: len(rows) >= count,
+            what=f"{count} row(s) {status.value}",
+            timeout=5.0,
+            interval=0.01,
+        )
 
     async def later(self, seconds: float) -> None:
         self.clock.now += seconds

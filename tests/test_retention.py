@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +20,7 @@ from receiver.settings import load_settings
 from receiver.state import Policy
 from receiver.store import Store
 from receiver.store.sqlite import SQLiteStore
+from tests.waiting import apoll
 
 T0 = 1_764_000_000.0
 DAY = DAY_SECONDS
@@ -89,15 +89,19 @@ async def scene(store: Store) -> None:
     assert await store.settle(row.id, owner="x", status=DeliveryStatus.DELIVERED, now=T0)
 
 
-async def wait_for(predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10.0
-    while not predicate():
-        assert time.monotonic() < deadline, "gave up waiting"
-        await asyncio.sleep(0.01)
-
-
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "receiver.retention"]
+
+
+async def logged(
+    caplog: pytest.LogCaptureFixture, what: str, found: Callable[[list[str]], bool]
+) -> None:
+    await apoll(lambda: lines(caplog), found, what=what, timeout=10, interval=0.01)
+
+
+def job() -> list[asyncio.Task[object]]:
+    """The retention job's task, while it runs (Pruner names it)."""
+    return [t for t in asyncio.all_tasks() if t.get_name() == "retention"]
 
 
 def test_the_job_prunes_in_the_background_and_logs_each_run(
@@ -117,9 +121,11 @@ def test_the_job_prunes_in_the_background_and_logs_each_run(
                             interval=0.05, first_run=0, batch=1, pause=0)  # fmt: skip
             pruner.start()
             try:
-                await wait_for(lambda: len(lines(caplog)) >= 2)  # two runs
+                await logged(caplog, "two runs", lambda seen: len(seen) >= 2)
+                assert job()
             finally:
                 await pruner.stop()
+            assert not job(), "stop() left the job running"
             assert await store.list_events("t-done", after=None, limit=10) == []
             assert [
                 e.event_id for e in await store.list_events("t-open", after=None, limit=10)
@@ -127,9 +133,6 @@ def test_the_job_prunes_in_the_background_and_logs_each_run(
             assert await store.list_deliveries(status=None, after=None, limit=10) == []
             done = await store.get_task("t-done")
             assert done is not None and done.state == "completed" and done.spent == 60
-            count = len(lines(caplog))
-            await asyncio.sleep(0.2)
-            assert len(lines(caplog)) == count  # stopped: no more runs
         finally:
             await store.close()
 
@@ -173,10 +176,14 @@ def test_the_job_survives_a_store_that_fails(
                         interval=0.05, first_run=0, pause=0)  # fmt: skip
         pruner.start()  # the store is not open yet
         try:
-            await wait_for(lambda: any("not finished" in m for m in lines(caplog)))
+            await logged(
+                caplog, "a failed run", lambda seen: any("not finished" in m for m in seen)
+            )
             await store.open()
             await scene(store)
-            await wait_for(lambda: any("pruned 2 events" in m for m in lines(caplog)))
+            await logged(
+                caplog, "a run after it", lambda seen: any("pruned 2 events" in m for m in seen)
+            )
         finally:
             await pruner.stop()
             await store.close()

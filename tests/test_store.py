@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 from conftest import StoreTarget, postgres_server_url
 from faults import file_writes_refused
+from waiting import apoll
 
 from receiver.errors import Conflict, CurrencyMismatch, InvalidEvent, StoreUnavailable
 from receiver.model import (
@@ -1156,9 +1157,16 @@ def test_postgres_lost_database_is_store_unavailable(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+            await apoll(
+                lambda: server.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ),
+                lambda sessions: sessions == 0,
+                what="the store's sessions to end",
+            )
         finally:
             await server.close()
-        await asyncio.sleep(0.1)
         for _ in range(2):
             try:
                 await store.ping()
