@@ -146,10 +146,13 @@ class Dispatcher:
         if not self._in_flight or now - self._renewed_at < self.lease_seconds / 3:
             return
         until = now + self.lease_seconds
-        await self.store.renew(self.owner, list(self._in_flight), until)
+        renewed = await self.store.renew(self.owner, list(self._in_flight), until)
         self._renewed_at = now
-        for rid in self._in_flight:
-            self._leased[rid] = until
+        # A row not renewed is another replica's by now: its old lease time stays, so a
+        # serial row still waiting for its turn is left to that replica, not sent twice.
+        for rid in renewed:
+            if rid in self._in_flight:
+                self._leased[rid] = until
 
     async def _claim_and_start(self) -> None:
         while not self._stopping:

@@ -319,3 +319,37 @@ def test_leases_of_rows_still_under_way_are_renewed(tmp_path: Path) -> None:
 
     asyncio.run(go())
     assert len(slow.sent) == 1
+
+
+def test_a_row_taken_over_while_it_waited_its_turn_is_not_sent_twice(tmp_path: Path) -> None:
+    """Two alerts on a stuck channel; both leases run out and another replica claims
+    them. The second row, still waiting for its turn here, is left to that replica: its
+    lease was not renewed, so it is not sent a second time from here."""
+    chat = FakeTarget(CHAT)
+    chat.gate = asyncio.Event()
+
+    async def go() -> None:
+        async with running(tmp_path, chat, LocalHalt()) as run:
+            await run.apply(event("t-1", "e-1", spent="9"), event("t-2", "e-2", spent="9"))
+
+            async def both_here() -> bool:
+                return len(chat.sent) == 1 and len(run.dispatcher._in_flight) == 2
+
+            await run.until("one alert under way, the other waiting its turn", both_here)
+            run.clock.now += LEASE + 1  # both leases ran out ...
+            taken = await run.store.claim(
+                now=run.clock(), lease_seconds=LEASE, limit=10, owner="replica-2"
+            )
+            assert len(taken) == 2  # ... and another replica has both rows now
+            await run.later(0.0)  # this dispatcher tries to renew them: neither is its own
+            await asyncio.sleep(0.1)
+            assert chat.gate is not None
+            chat.gate.set()
+
+            async def idle() -> bool:
+                return not run.dispatcher._in_flight
+
+            await run.until("nothing is under way here", idle)
+            assert len(chat.sent) == 1
+
+    asyncio.run(go())

@@ -927,14 +927,15 @@ def test_release_gives_back_an_owners_leases(store: Store, aio: asyncio.Runner) 
 
 
 def test_renew_extends_only_the_owners_named_leases(store: Store, aio: asyncio.Runner) -> None:
-    """renew(owner, ids, until) keeps those rows from other claimants past the first lease;
-    rows not named, or not the owner's, keep their lease."""
+    """renew(owner, ids, until) keeps those rows from other claimants past the first lease
+    and says which it renewed; rows not named, or not the owner's, keep their lease."""
 
     async def body() -> None:
         await owe_rows(store, 3)
         mine = await store.claim(now=T0 + 1, lease_seconds=10, limit=2, owner="a")
         theirs = await store.claim(now=T0 + 1, lease_seconds=10, limit=1, owner="b")
-        await store.renew("a", [mine[0].id, theirs[0].id], T0 + 100)
+        renewed = await store.renew("a", [mine[0].id, theirs[0].id], T0 + 100)
+        assert renewed == [mine[0].id]  # b's row is not a's to renew
         # At T0 + 20 every first lease has run out; only a's renewed row is still held.
         taken = await store.claim(now=T0 + 20, lease_seconds=10, limit=10, owner="c")
         assert sorted(d.id for d in taken) == sorted([mine[1].id, theirs[0].id])

@@ -75,8 +75,9 @@ class Store(Protocol):
     async def release(self, owner: str) -> None:
         """Give back every lease ``owner`` holds (graceful shutdown)."""
 
-    async def renew(self, owner: str, ids: Sequence[int], until: float) -> None:
-        """Extend ``owner``'s leases on rows ``ids`` (deliveries still under way) to ``until``."""
+    async def renew(self, owner: str, ids: Sequence[int], until: float) -> list[int]:
+        """Extend ``owner``'s leases on rows ``ids`` (deliveries still under way) to ``until``;
+        the ids it still held and renewed, in id order (the others are no longer its)."""
 
     async def next_due(self) -> float | None:
         """When the earliest pending row is due (or its lease ends), if any."""

@@ -147,7 +147,7 @@ class Statements:
         # By id, not by the (status, next_at) index: SQLite does not know how short a list is.
         self.renew = (
             f"UPDATE outbox SET lease_until = {m(1)} WHERE id {d.in_list(2, 'bigint')} "
-            f"AND lease_owner = {m(3)} AND {d.unindexed}status = 'pending'"
+            f"AND lease_owner = {m(3)} AND {d.unindexed}status = 'pending' RETURNING id"
         )
         self.next_due = (
             "SELECT MIN(CASE WHEN lease_until > next_at THEN lease_until ELSE next_at END) "
@@ -418,8 +418,11 @@ class SQLStore:
     async def release(self, owner: str) -> None:
         await self._commit(Query(self.sql.release, (owner,)))
 
-    async def renew(self, owner: str, ids: Sequence[int], until: float) -> None:
-        await self._commit(Query(self.sql.renew, (until, self.sql.dialect.array(ids), owner)))
+    async def renew(self, owner: str, ids: Sequence[int], until: float) -> list[int]:
+        rows = await self._commit(
+            Query(self.sql.renew, (until, self.sql.dialect.array(ids), owner))
+        )
+        return sorted(int(r[0]) for r in rows)
 
     async def next_due(self) -> float | None:
         ((value,),) = await self._fetch(Query(self.sql.next_due))
