@@ -37,6 +37,22 @@ def profile(bench: Bench, py_spy: str, store: str, pg_url: str | None) -> dict[s
             raise RuntimeError(f"py-spy failed: {done.stderr.strip()[-500:]}")
         return out
 
+    outputs: dict[str, Path] = {}
+
+    def under_load(
+        argv: list[str], out: Path, runs: list[tuple[str, str, list[str]]], wait: float
+    ) -> dict[str, int] | None:
+        """Start the load, record each py-spy run and one perf stat while it runs."""
+        with out.open("w") as log_file:
+            load = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+            try:
+                time.sleep(2.0)
+                for what, fmt_, extra in runs:
+                    outputs[what] = record(what, fmt_, extra)
+                return perf_counts(daemon.pid, secs)
+            finally:
+                load.wait(wait)
+
     try:
         daemon.proc = daemon.launch()
         sink = daemon.sink
@@ -52,20 +68,11 @@ def profile(bench: Bench, py_spy: str, store: str, pg_url: str | None) -> dict[s
         run_loadgen("closed", daemon.port, warm, daemon.dir / "warm.json", concurrency=32)
         sat_file = daemon.dir / "sat.bin"
         daemon.load.saturated(daemon.signer, sat_file, bench.sat_events(wrk_secs), "p")
-        outputs: dict[str, Path] = {}
 
         # Saturated: wrk as in the measured runs.
         argv = wrk_argv(bench.wrk, plan, daemon.port, wrk_secs, ["file", str(sat_file)])
         wrk_path = daemon.dir / "wrk.out"
-        with wrk_path.open("w") as wrk_out:
-            load_proc = subprocess.Popen(argv, stdout=wrk_out, stderr=subprocess.STDOUT)
-            try:
-                time.sleep(2.0)
-                for what, fmt_, extra in sat_runs:
-                    outputs[what] = record(what, fmt_, extra)
-                sat_syscalls = perf_counts(daemon.pid, secs)
-            finally:
-                load_proc.wait(wrk_secs + 30)
+        sat_syscalls = under_load(argv, wrk_path, sat_runs, wrk_secs + 30)
         wrk_result = wrk_output(wrk_path.read_text()) or {}
         sink.wait_quiet(1.5, plan.drain_timeout)
 
@@ -74,15 +81,7 @@ def profile(bench: Bench, py_spy: str, store: str, pg_url: str | None) -> dict[s
         daemon.load.constant(daemon.signer, const_path, plan.rate, rate_secs)
         argv = loadgen_argv("open", daemon.port, const_path, daemon.dir / "rate.json",
                             rate=plan.rate)  # fmt: skip
-        with (daemon.dir / "rate.err").open("w") as err:
-            rate_proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT)
-            try:
-                time.sleep(2.0)
-                for what, fmt_, extra in rate_runs:
-                    outputs[what] = record(what, fmt_, extra)
-                rate_syscalls = perf_counts(daemon.pid, secs)
-            finally:
-                rate_proc.wait(rate_secs + 60)
+        rate_syscalls = under_load(argv, daemon.dir / "rate.err", rate_runs, rate_secs + 60)
         rate_result = json.loads((daemon.dir / "rate.json").read_text())
         sat_rps = rps_of(wrk_result)
         return {
